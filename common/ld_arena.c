@@ -70,6 +70,8 @@ static void *grow(ld_arena *a, size_t n)
 
 void *ld_arena_alloc(ld_arena *a, size_t n)
 {
+    if (n > SIZE_MAX - 32)
+        return NULL;
     n = ALIGN16(n ? n : 1);
     if ((size_t)(a->end - a->ptr) >= n) {
         void *p = a->ptr;
@@ -99,7 +101,7 @@ void *ld_arena_memdup(ld_arena *a, const void *src, size_t n)
 
 char *ld_arena_strndup(ld_arena *a, const char *s, size_t n)
 {
-    char *p = ld_arena_alloc(a, n + 1);
+    char *p = n < SIZE_MAX ? ld_arena_alloc(a, n + 1) : NULL;
     if (p) {
         memcpy(p, s, n);
         p[n] = '\0';
