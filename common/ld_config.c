@@ -429,6 +429,12 @@ static const key_def keys[] = {
         KSTR("larder.tls_cert", larder.tls_cert, NULL, SEC_NONE, 0),
         KSTR("larder.tls_key", larder.tls_key, NULL, SEC_NONE, 0),
         KSTR("larder.tls_client_ca", larder.tls_client_ca, NULL, SEC_NONE, 0),
+        KINT("larder.registry_max_request_bytes", larder.registry_max_request_bytes,
+             4 * 1024 * 1024, 1024, 1024 * 1024 * 1024, SEC_NONE, 0),
+        KINT("larder.registry_max_page_size", larder.registry_max_page_size, 10000, 1, 1000000,
+             SEC_NONE, 0),
+        KINT("larder.registry_max_objects_per_project", larder.registry_max_objects_per_project,
+             100000, 1, 100000000, SEC_NONE, 0),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -46,6 +46,9 @@
  *     tls_cert: server.crt         # PEM chain; TLS is on when tls_cert and tls_key are set
  *     tls_key: server.key
  *     tls_client_ca: ca.crt        # when set, clients must present a certificate it signed
+ *     registry_max_request_bytes: 4194304        # largest request the registry accepts
+ *     registry_max_page_size: 10000              # largest pagination limit
+ *     registry_max_objects_per_project: 100000   # per kind and project
  *
  * Relative paths (registry file, sqlite file, TLS files) are relative to
  * repo_path, the directory of the yaml file; ld_config_resolve_path() makes
@@ -271,6 +274,9 @@ typedef struct ld_larder_config {
     char *tls_cert;
     char *tls_key;
     char *tls_client_ca;
+    int registry_max_request_bytes;       /* 4 MiB: largest object a client may apply */
+    int registry_max_page_size;           /* 10000: largest pagination limit accepted */
+    int registry_max_objects_per_project; /* 100000: objects of one kind in one project */
 } ld_larder_config;
 
 /* A setting Feast knows that larder keeps as text only: engine options,

@@ -314,6 +314,24 @@ void ld_call_reply(ld_call *c, const ProtobufCMessage *msg)
     finish(c, msg ? ld_pb_pack_bb(msg) : NULL, GRPC_STATUS_OK, NULL);
 }
 
+void ld_call_reply_copy(ld_call *c, const void *bytes, size_t len)
+{
+    grpc_slice sl = grpc_slice_from_copied_buffer(bytes, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    finish(c, bb, GRPC_STATUS_OK, NULL);
+}
+
+void ld_call_reply_take(ld_call *c, void *bytes, size_t len)
+{
+    grpc_slice sl = len ? grpc_slice_new(bytes, len, free) : grpc_empty_slice();
+    if (!len)
+        free(bytes);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    finish(c, bb, GRPC_STATUS_OK, NULL);
+}
+
 void ld_call_fail(ld_call *c, const ld_status *st)
 {
     grpc_status_code code = st->code == GRPC_STATUS_OK ? GRPC_STATUS_UNKNOWN : st->code;

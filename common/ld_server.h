@@ -57,6 +57,7 @@ typedef struct ld_method {
     size_t max_request_bytes;    /* 0: the server's max message size */
     int64_t default_deadline_ms; /* applied when the client sets none; 0: none */
     int prepost;                 /* calls requested ahead per worker; 0: 8 */
+    const void *data;            /* per-method data for a shared handler */
 } ld_method;
 
 typedef struct ld_server_opts {
@@ -116,6 +117,10 @@ void *ld_call_user(ld_call *c);
 /* Finish a call: OK with a response (unary, client-streaming) or just the OK
  * status (msg NULL, streaming). Exactly one of reply/fail per call. */
 void ld_call_reply(ld_call *c, const ProtobufCMessage *msg);
+/* Reply with bytes that already are a serialized response message. _copy
+ * copies them; _take takes a malloc'd buffer and frees it when sent. */
+void ld_call_reply_copy(ld_call *c, const void *bytes, size_t len);
+void ld_call_reply_take(ld_call *c, void *bytes, size_t len);
 /* Finish with an error: the status message is Feast's error JSON, and the
  * grpc-status-details-bin trailer carries google.rpc.Status. */
 void ld_call_fail(ld_call *c, const ld_status *st);
