@@ -159,10 +159,16 @@ registry *registry_new(const ld_config *cfg, ld_status *st)
         return NULL;
     }
     catalog *c;
+    int64_t t0 = ld_mono_us();
     if (r->store->ops->load(r->store, &c, st) != 0) {
         registry_free(r);
         return NULL;
     }
+    size_t total = 0;
+    for (int k = 0; k < CAT_N_KINDS; k++)
+        total += c->kinds[k].n;
+    ld_info("registry loaded: %zu objects (%zu feature views) from the %s store in %.1f ms", total,
+            c->kinds[CAT_FEATURE_VIEW].n, r->store->ops->name, (ld_mono_us() - t0) / 1000.0);
     r->snap = c;
     r->loaded_us = ld_mono_us();
     if (r->is_sql && r->cache_ttl_us > 0) {
