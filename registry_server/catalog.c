@@ -38,7 +38,7 @@ const cat_kind_info cat_kinds[CAT_N_KINDS] = {
                      "feature_view_proto", &feast__core__stream_feature_view__descriptor, 14,
                      "spec.name", "spec.project", "spec.tags", "meta",
                      "FeatureViewNotFoundException"},
-        [CAT_LABEL_VIEW] = {"label view", "label_views", "label_view_name", "label_view_proto",
+        [CAT_LABEL_VIEW] = {"label view", "label_views", "feature_view_name", "feature_view_proto",
                             &feast__core__label_view__descriptor, 19, "spec.name", "spec.project",
                             "spec.tags", "meta", "FeatureViewNotFoundException"},
         [CAT_FEATURE_SERVICE] = {"feature service", "feature_services", "feature_service_name",

@@ -22,7 +22,7 @@ typedef struct cat_change {
     cat_change_op op;
     cat_obj *obj;
     const char *project;
-    const char *uuid;
+    char uuid[37]; /* CAT_CHANGE_PROJECT_META */
 } cat_change;
 
 typedef struct cat_store cat_store;

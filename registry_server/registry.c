@@ -69,7 +69,8 @@ int registry_write(registry *r, registry_edit_fn fn, void *arg, ld_status *st)
         cat_unref(cur);
         goto out;
     }
-    cat_stamp(next, ld_wall_us());
+    if (!r->is_sql) /* Feast's file registry stamps every write; its SQL registry doesn't */
+        cat_stamp(next, ld_wall_us());
     rc = r->store->ops->commit(r->store, next, changes, n, st);
     for (size_t i = 0; i < n; i++)
         if (changes[i].obj)

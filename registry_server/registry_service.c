@@ -420,7 +420,7 @@ static int ensure_project(const catalog *cur, catalog **next, cat_change *ch, si
         return -1;
     catalog *base = *next ? *next : (catalog *)cur;
     catalog *with = cat_with_put(base, o);
-    ch[(*n)++] = (cat_change){CAT_CHANGE_PUT, o, project, NULL};
+    ch[(*n)++] = (cat_change){CAT_CHANGE_PUT, o, project, ""};
     int have_meta = 0;
     for (size_t i = 0; i < with->n_pmeta; i++)
         if (strcmp(with->pmeta[i].project, project) == 0)
@@ -431,8 +431,9 @@ static int ensure_project(const catalog *cur, catalog **next, cat_change *ch, si
         catalog *w2 = cat_with_project_meta(with, project, uuid);
         cat_unref(with);
         with = w2;
-        ch[(*n)++] = (cat_change){CAT_CHANGE_PROJECT_META, NULL, project,
-                                  with->pmeta[with->n_pmeta - 1].uuid};
+        cat_change pm = {CAT_CHANGE_PROJECT_META, NULL, project, ""};
+        memcpy(pm.uuid, uuid, sizeof pm.uuid);
+        ch[(*n)++] = pm;
     }
     if (*next)
         cat_unref(*next);
@@ -581,7 +582,7 @@ static int edit_apply(registry *r, const catalog *cur, catalog **next, cat_chang
     if (*next)
         cat_unref(*next);
     *next = w;
-    ch[(*n)++] = (cat_change){CAT_CHANGE_PUT, cat_obj_ref(o), o->project, NULL};
+    ch[(*n)++] = (cat_change){CAT_CHANGE_PUT, cat_obj_ref(o), o->project, ""};
     rc = 0;
 out:
     cat_obj_unref(o);
@@ -736,7 +737,7 @@ static int edit_delete(registry *r, const catalog *cur, catalog **next, cat_chan
             return 0;
         d->found = 1;
         *next = cat_with_project_deleted(cur, d->name);
-        ch[(*n)++] = (cat_change){CAT_CHANGE_DELETE_PROJECT, NULL, d->name, NULL};
+        ch[(*n)++] = (cat_change){CAT_CHANGE_DELETE_PROJECT, NULL, d->name, ""};
         return 0;
     }
     cat_obj *o = cat_find(cur, d->kind, d->project, d->name);
@@ -747,7 +748,7 @@ static int edit_delete(registry *r, const catalog *cur, catalog **next, cat_chan
         return 0;
     d->found = 1;
     *next = cat_with_delete(cur, o);
-    ch[(*n)++] = (cat_change){CAT_CHANGE_DELETE, cat_obj_ref(o), d->project, NULL};
+    ch[(*n)++] = (cat_change){CAT_CHANGE_DELETE, cat_obj_ref(o), d->project, ""};
     return 0;
 }
 
@@ -841,7 +842,7 @@ static int edit_materialization(registry *r, const catalog *cur, catalog **next,
     if (!updated)
         return -1;
     *next = cat_with_put(cur, updated);
-    ch[(*n)++] = (cat_change){CAT_CHANGE_PUT, updated, m->project, NULL};
+    ch[(*n)++] = (cat_change){CAT_CHANGE_PUT, updated, m->project, ""};
     return 0;
 }
 
@@ -888,7 +889,7 @@ static int edit_infra(registry *r, const catalog *cur, catalog **next, cat_chang
     if (*next)
         cat_unref(*next);
     *next = w;
-    ch[(*n)++] = (cat_change){CAT_CHANGE_INFRA, NULL, x->project, NULL};
+    ch[(*n)++] = (cat_change){CAT_CHANGE_INFRA, NULL, x->project, ""};
     return 0;
 }
 
