@@ -849,15 +849,33 @@ void ld_server_shutdown(ld_server *s)
     int shutdown_tag;
     grpc_server_shutdown_and_notify(s->server, scq, &shutdown_tag);
 
-    /* Drain: in-flight calls may finish during the grace period. */
-    gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                      gpr_time_from_millis(s->opts.grace_period_ms, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_pluck(scq, &shutdown_tag, grace, NULL);
-    int done = ev.type == GRPC_OP_COMPLETE;
-    if (!done) {
-        ld_info("grace period over with calls in flight: cancelling them");
-        grpc_server_cancel_all_calls(s->server);
+    /* Drain: in-flight calls may finish during the grace period. Core's
+     * shutdown also waits for clients to close idle connections, which a
+     * client may never do; once no call is left, stop waiting and let
+     * cancel_all_calls disconnect them. */
+    int64_t grace_end = ld_mono_us() + (int64_t)s->opts.grace_period_ms * 1000;
+    grpc_event ev;
+    int done = 0;
+    for (;;) {
+        gpr_timespec step = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(10, GPR_TIMESPAN));
+        ev = grpc_completion_queue_pluck(scq, &shutdown_tag, step, NULL);
+        if (ev.type == GRPC_OP_COMPLETE) {
+            done = 1;
+            break;
+        }
+        pthread_mutex_lock(&s->calls_mu);
+        long active = s->active_calls;
+        pthread_mutex_unlock(&s->calls_mu);
+        if (active == 0)
+            break;
+        if (ld_mono_us() >= grace_end) {
+            ld_info("grace period over with %ld calls in flight: cancelling them", active);
+            break;
+        }
     }
+    if (!done)
+        grpc_server_cancel_all_calls(s->server);
     /* Timers complete their calls now (they see fired == 0), the pool runs
      * what is queued; both finish calls that are cancelled already. */
     ld_timers_stop(s->timers);
