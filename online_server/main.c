@@ -1,16 +1,88 @@
-/* larder-online: Feast's online feature server (gRPC ServingService / GrpcFeatureServer, HTTP API).
- * At this stage the process serves the gRPC health protocol; its services
- * are added by online_setup() as they are built. */
+/* larder-online: Feast's online feature server — gRPC ServingService and
+ * GrpcFeatureServer on --port, Feast's HTTP/JSON feature-server API on
+ * --http-port — over a Redis, PostgreSQL or SQLite online store. */
+#include <stdlib.h>
+
 #include "ld_daemon.h"
+#include "ld_health.h"
+#include "ld_log.h"
+#include "ol_grpc.h"
+#include "ol_http.h"
+#include "ol_registry.h"
+#include "ol_server.h"
+#include "ol_store.h"
+
+typedef struct online {
+    ol_registry *reg;
+    ol_store *store;
+    ol_server *core;
+    ol_http *http;
+} online;
+
+static void online_free(online *o)
+{
+    if (!o)
+        return;
+    if (o->http) {
+        ol_http_stop(o->http);
+        ol_http_free(o->http);
+    }
+    ol_server_free(o->core);
+    if (o->store)
+        o->store->ops->free(o->store);
+    ol_registry_free(o->reg);
+    free(o);
+}
+
+static int online_setup(ld_server *srv, const ld_config *cfg, void **state, ld_status *st)
+{
+    online *o = calloc(1, sizeof *o);
+    if (!o)
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    if (!(o->reg = ol_registry_new(cfg, st)) || !(o->store = ol_store_new(cfg, st)) ||
+        !(o->core = ol_server_new(cfg, o->reg, o->store, st)) ||
+        ol_grpc_register(srv, o->core, st) != 0) {
+        online_free(o);
+        return -1;
+    }
+    if (cfg->larder.online_http_port >= 0) {
+        ol_http_opts ho = {.max_body_bytes = (size_t)cfg->larder.max_message_bytes,
+                           .grace_ms = (int64_t)cfg->larder.grace_period_seconds * 1000};
+        o->http = ol_http_new(o->core, cfg->larder.host, cfg->larder.online_http_port, &ho, st);
+        if (!o->http) {
+            online_free(o);
+            return -1;
+        }
+        ld_info("HTTP feature server on %s:%d", cfg->larder.host, ol_http_port(o->http));
+    }
+    ld_health *h = ld_server_health(srv);
+    ld_health_set(h, "feast.serving.ServingService", LD_HEALTH_SERVING);
+    ld_health_set(h, "GrpcFeatureServer", LD_HEALTH_SERVING);
+    *state = o;
+    return 0;
+}
+
+static void online_teardown(void *state)
+{
+    online_free(state);
+}
 
 int main(int argc, char **argv)
 {
+    static const ld_daemon_opt extra[] = {
+            {"http-port", "larder.online_http_port", "PORT",
+             "HTTP/JSON feature-server port (default 6566; 0: pick a free one)"},
+    };
     static const ld_daemon_spec spec = {
             .prog = "larder-online",
             .name = "online",
-            .summary = "Feast's online feature server (gRPC ServingService / GrpcFeatureServer, "
-                       "HTTP API).",
+            .summary = "Feast's online feature server: gRPC ServingService and GrpcFeatureServer, "
+                       "and Feast's HTTP/JSON API, over Redis, PostgreSQL or SQLite.",
             .port_key = "larder.online_port",
+            .extra_opts = extra,
+            .n_extra_opts = 1,
+            .setup = online_setup,
+            .teardown = online_teardown,
     };
     return ld_daemon_main(&spec, argc, argv);
 }

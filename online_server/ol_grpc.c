@@ -1,0 +1,334 @@
+#include "ol_grpc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "feast/serving/GrpcServer.pb-c.h"
+#include "feast/serving/ServingService.pb-c.h"
+#include "ld_buf.h"
+#include "ld_value.h"
+
+#ifndef LARDER_VERSION
+#define LARDER_VERSION "0.1.0"
+#endif
+
+#define CORE(c) ((ol_server *)ld_call_ctx(c))
+
+/* ------------------------------------------------------------ encoding */
+
+static void put_varint(ld_buf *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n] = v & 0x7f;
+        v >>= 7;
+        if (v)
+            tmp[n] |= 0x80;
+        n++;
+    } while (v);
+    ld_buf_append(b, tmp, n);
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static void put_tag_len(ld_buf *b, int field, size_t len)
+{
+    put_varint(b, ((uint64_t)field << 3) | 2);
+    put_varint(b, len);
+}
+
+static size_t timestamp_len(int64_t us)
+{
+    if (!us)
+        return 0;
+    int64_t s = us / 1000000, n = (us % 1000000) * 1000;
+    if (n < 0) {
+        n += 1000000000;
+        s -= 1;
+    }
+    return (s ? 1 + varint_len((uint64_t)s) : 0) + (n ? 1 + varint_len((uint64_t)n) : 0);
+}
+
+static void put_timestamp(ld_buf *b, int field, int64_t us)
+{
+    put_tag_len(b, field, timestamp_len(us));
+    if (!us)
+        return;
+    int64_t s = us / 1000000, n = (us % 1000000) * 1000;
+    if (n < 0) {
+        n += 1000000000;
+        s -= 1;
+    }
+    if (s) {
+        put_varint(b, 1 << 3);
+        put_varint(b, (uint64_t)s);
+    }
+    if (n) {
+        put_varint(b, 2 << 3);
+        put_varint(b, (uint64_t)n);
+    }
+}
+
+/* GetOnlineFeaturesResponse{metadata = 1 {feature_names = 1 {val = 1}},
+ * results = 2 [FeatureVector{values = 1, statuses = 2 (packed),
+ * event_timestamps = 3}]}, written from the stored Value bytes. */
+static void encode_response(const ol_get_response *r, ld_buf *b)
+{
+    size_t names = 0;
+    for (size_t c = 0; c < r->n_cols; c++) {
+        size_t l = strlen(r->cols[c].name);
+        names += 1 + varint_len(l) + l;
+    }
+    put_tag_len(b, 1, 1 + varint_len(names) + names);
+    put_tag_len(b, 1, names);
+    for (size_t c = 0; c < r->n_cols; c++) {
+        size_t l = strlen(r->cols[c].name);
+        put_tag_len(b, 1, l);
+        ld_buf_append(b, r->cols[c].name, l);
+    }
+    for (size_t c = 0; c < r->n_cols; c++) {
+        const ol_column_out *col = &r->cols[c];
+        size_t vals = 0, stats = 0, tss = 0;
+        for (size_t i = 0; i < r->n_rows; i++) {
+            size_t vl = col->val[i] ? col->val_len[i] : 0;
+            vals += 1 + varint_len(vl) + vl;
+            stats += varint_len(col->status[i]);
+            size_t tl = timestamp_len(col->ts_us[i]);
+            tss += 1 + varint_len(tl) + tl;
+        }
+        size_t body = vals + tss + (r->n_rows ? 1 + varint_len(stats) + stats : 0);
+        ld_buf_reserve(b, body + 16);
+        put_tag_len(b, 2, body);
+        for (size_t i = 0; i < r->n_rows; i++) {
+            size_t vl = col->val[i] ? col->val_len[i] : 0;
+            put_tag_len(b, 1, vl);
+            if (vl)
+                ld_buf_append(b, col->val[i], vl);
+        }
+        if (r->n_rows) {
+            put_tag_len(b, 2, stats);
+            for (size_t i = 0; i < r->n_rows; i++)
+                put_varint(b, col->status[i]);
+        }
+        for (size_t i = 0; i < r->n_rows; i++)
+            put_timestamp(b, 3, col->ts_us[i]);
+    }
+}
+
+static void get_done(void *arg, const ol_get_response *resp, const ld_status *st)
+{
+    ld_call *c = arg;
+    if (st) {
+        ld_call_fail(c, st);
+        return;
+    }
+    ld_buf b = LD_BUF_INIT;
+    encode_response(resp, &b);
+    size_t len;
+    void *data = ld_buf_steal(&b, &len);
+    ld_call_reply_take(c, data ? data : calloc(1, 1), len);
+}
+
+static ol_column_in *
+columns_from_map(ld_arena *a, Feast__Serving__GetOnlineFeaturesRequest__EntitiesEntry **e, size_t n)
+{
+    ol_column_in *cols = ld_arena_calloc(a, n + 1, sizeof *cols);
+    for (size_t i = 0; cols && i < n; i++) {
+        cols[i].name = e[i]->key;
+        cols[i].values = e[i]->value ? e[i]->value->val : NULL;
+        cols[i].n = e[i]->value ? e[i]->value->n_val : 0;
+    }
+    return cols;
+}
+
+static void h_get_online_features(ld_call *c, const ProtobufCMessage *msg)
+{
+    const Feast__Serving__GetOnlineFeaturesRequest *r = (const void *)msg;
+    ld_arena *a = ld_call_arena(c);
+    ol_get_request req = {0};
+    if (r->kind_case == FEAST__SERVING__GET_ONLINE_FEATURES_REQUEST__KIND_FEATURE_SERVICE)
+        req.feature_service = r->feature_service;
+    else if (r->kind_case == FEAST__SERVING__GET_ONLINE_FEATURES_REQUEST__KIND_FEATURES &&
+             r->features) {
+        req.features = (const char *const *)r->features->val;
+        req.n_features = r->features->n_val;
+    }
+    req.entities = columns_from_map(a, r->entities, r->n_entities);
+    req.n_entities = r->n_entities;
+    /* request_context entries have the same shape as entities */
+    req.request_context = columns_from_map(
+            a, (Feast__Serving__GetOnlineFeaturesRequest__EntitiesEntry **)r->request_context,
+            r->n_request_context);
+    req.n_request_context = r->n_request_context;
+    req.full_feature_names = r->full_feature_names;
+    if (!req.entities || !req.request_context) {
+        ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
+        return;
+    }
+    ld_status st = LD_STATUS_INIT;
+    if (ol_serve_get(CORE(c), &req, a, ld_call_deadline_us(c), get_done, c, &st) != 0)
+        ld_call_fail(c, &st);
+}
+
+static void h_serving_info(ld_call *c, const ProtobufCMessage *msg)
+{
+    Feast__Serving__GetFeastServingInfoResponse resp =
+            FEAST__SERVING__GET_FEAST_SERVING_INFO_RESPONSE__INIT;
+    resp.version = "larder-" LARDER_VERSION;
+    ld_call_reply(c, &resp.base);
+}
+
+/* ------------------------------------------------------------ writes */
+
+static void write_done(void *arg, const ld_status *st)
+{
+    ld_call *c = arg;
+    if (st) {
+        ld_call_fail(c, st);
+        return;
+    }
+    /* PushResponse / WriteToOnlineStoreResponse: {status = 1: true} */
+    static const uint8_t ok[] = {0x08, 0x01};
+    ld_call_reply_copy(c, ok, sizeof ok);
+}
+
+/* One row from a string map or a typed map (not both), as Feast does. */
+static int one_row(ld_arena *a, size_t n_str, char *const *keys_str, char *const *vals_str,
+                   size_t n_typed, char *const *keys_typed, Feast__Types__Value *const *vals_typed,
+                   ol_column_in **cols, size_t *n_cols, ld_status *st)
+{
+    if (n_str && n_typed)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                             "set either features or typed_features, not both");
+    size_t n = n_str ? n_str : n_typed;
+    ol_column_in *c = ld_arena_calloc(a, n + 1, sizeof *c);
+    if (!c)
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
+    for (size_t i = 0; i < n; i++) {
+        Feast__Types__Value **v = ld_arena_calloc(a, 1, sizeof *v);
+        if (!v)
+            return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "oom");
+        if (n_str) {
+            c[i].name = keys_str[i];
+            v[0] = ld_value_string(a, vals_str[i], strlen(vals_str[i]));
+        } else {
+            c[i].name = keys_typed[i];
+            v[0] = vals_typed[i];
+        }
+        c[i].values = v;
+        c[i].n = 1;
+    }
+    *cols = c;
+    *n_cols = n;
+    return 0;
+}
+
+#define COLLECT(arr, n, field, out)                                                                \
+    do {                                                                                           \
+        out = ld_arena_calloc(a, (n) + 1, sizeof *out);                                            \
+        for (size_t i_ = 0; out && i_ < (n); i_++)                                                 \
+            out[i_] = arr[i_]->field;                                                              \
+    } while (0)
+
+static void h_push(ld_call *c, const ProtobufCMessage *msg)
+{
+    const PushRequest *r = (const void *)msg;
+    ld_arena *a = ld_call_arena(c);
+    ld_status st = LD_STATUS_INIT;
+    char **ks, **vs, **kt;
+    Feast__Types__Value **vt;
+    COLLECT(r->features, r->n_features, key, ks);
+    COLLECT(r->features, r->n_features, value, vs);
+    COLLECT(r->typed_features, r->n_typed_features, key, kt);
+    COLLECT(r->typed_features, r->n_typed_features, value, vt);
+    ol_write_request req = {0};
+    req.push_source_name = r->stream_feature_view;
+    req.allow_registry_cache = r->allow_registry_cache;
+    const char *to = *r->to ? r->to : "online";
+    if (!strcmp(to, "online")) {
+        req.to_online = 1;
+    } else if (!strcmp(to, "offline")) {
+        req.to_offline = 1;
+    } else if (!strcmp(to, "online_and_offline")) {
+        req.to_online = req.to_offline = 1;
+    } else {
+        ld_call_failf(c, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                      "to must be online, offline or online_and_offline, not '%s'", r->to);
+        return;
+    }
+    if (!ks || !vs || !kt || !vt ||
+        one_row(a, r->n_features, ks, vs, r->n_typed_features, kt, vt, &req.columns, &req.n_columns,
+                &st) != 0 ||
+        ol_serve_write(CORE(c), &req, a, ld_call_deadline_us(c), write_done, c, &st) != 0) {
+        if (ld_status_ok(&st))
+            ld_status_set(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
+        ld_call_fail(c, &st);
+    }
+}
+
+static void h_write(ld_call *c, const ProtobufCMessage *msg)
+{
+    const WriteToOnlineStoreRequest *r = (const void *)msg;
+    ld_arena *a = ld_call_arena(c);
+    ld_status st = LD_STATUS_INIT;
+    char **ks, **vs, **kt;
+    Feast__Types__Value **vt;
+    COLLECT(r->features, r->n_features, key, ks);
+    COLLECT(r->features, r->n_features, value, vs);
+    COLLECT(r->typed_features, r->n_typed_features, key, kt);
+    COLLECT(r->typed_features, r->n_typed_features, value, vt);
+    ol_write_request req = {0};
+    req.feature_view_name = r->feature_view_name;
+    req.allow_registry_cache = r->allow_registry_cache;
+    req.to_online = 1;
+    if (!*r->feature_view_name) {
+        ld_call_failf(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "feature_view_name is empty");
+        return;
+    }
+    if (!ks || !vs || !kt || !vt ||
+        one_row(a, r->n_features, ks, vs, r->n_typed_features, kt, vt, &req.columns, &req.n_columns,
+                &st) != 0 ||
+        ol_serve_write(CORE(c), &req, a, ld_call_deadline_us(c), write_done, c, &st) != 0) {
+        if (ld_status_ok(&st))
+            ld_status_set(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
+        ld_call_fail(c, &st);
+    }
+}
+
+int ol_grpc_register(ld_server *srv, ol_server *core, ld_status *st)
+{
+    static const ld_method methods[] = {
+            {.name = "/feast.serving.ServingService/GetFeastServingInfo",
+             .kind = LD_RPC_UNARY,
+             .request = &feast__serving__get_feast_serving_info_request__descriptor,
+             .handler = h_serving_info},
+            {.name = "/feast.serving.ServingService/GetOnlineFeatures",
+             .kind = LD_RPC_UNARY,
+             .request = &feast__serving__get_online_features_request__descriptor,
+             .handler = h_get_online_features,
+             .prepost = 64},
+            {.name = "/GrpcFeatureServer/GetOnlineFeatures",
+             .kind = LD_RPC_UNARY,
+             .request = &feast__serving__get_online_features_request__descriptor,
+             .handler = h_get_online_features,
+             .prepost = 32},
+            {.name = "/GrpcFeatureServer/Push",
+             .kind = LD_RPC_UNARY,
+             .request = &push_request__descriptor,
+             .handler = h_push},
+            {.name = "/GrpcFeatureServer/WriteToOnlineStore",
+             .kind = LD_RPC_UNARY,
+             .request = &write_to_online_store_request__descriptor,
+             .handler = h_write},
+    };
+    return ld_server_add_methods(srv, methods, sizeof methods / sizeof methods[0], core, st);
+}

@@ -1,0 +1,28 @@
+/* ol_values: turning client values into the types the registry declares
+ * (as Feast's python_values_to_proto_values does), and the few facts about
+ * serialized Values the serving path needs without decoding them. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "feast/types/Value.pb-c.h"
+#include "ld_arena.h"
+#include "ld_status.h"
+
+/* A Value of the declared ValueType built from `in` (which may be typed as
+ * the client typed it, e.g. JSON numbers as int64/double, or strings from
+ * GrpcFeatureServer.Push's string map). An unset or null input gives an
+ * unset Value. `what` names the column for error messages. */
+int ol_coerce(ld_arena *a, const Feast__Types__Value *in, int declared, const char *what,
+              Feast__Types__Value **out, ld_status *st);
+
+/* Serialized Value bytes that stand for "no value" (unset or null_val). */
+int ol_value_bytes_null(const uint8_t *p, size_t n);
+
+/* Parse an ISO 8601 timestamp ("2021-04-12T10:59:42", "2021-04-12 10:59:42.123456",
+ * "...Z", "...+02:00"; naive means UTC) into µs since the epoch. */
+int ol_parse_timestamp(const char *s, int64_t *us);
+
+/* A timestamp column value (ISO string or unix_timestamp_val seconds) in µs. */
+int ol_value_timestamp(const Feast__Types__Value *v, const char *what, int64_t *us, ld_status *st);
