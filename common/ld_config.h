@@ -46,6 +46,10 @@
  *     tls_cert: server.crt         # PEM chain; TLS is on when tls_cert and tls_key are set
  *     tls_key: server.key
  *     tls_client_ca: ca.crt        # when set, clients must present a certificate it signed
+ *     online_max_rows: 10000         # entity rows in one online request
+ *     online_max_values: 1000000     # entity rows x features in one online request
+ *     online_python_statuses: false  # true: statuses as Feast's Python server gives them
+ *                                    #   (PRESENT/NOT_FOUND only, no TTL check)
  *     registry_max_request_bytes: 4194304        # largest request the registry accepts
  *     registry_max_page_size: 10000              # largest pagination limit
  *     registry_max_objects_per_project: 100000   # per kind and project
@@ -274,6 +278,9 @@ typedef struct ld_larder_config {
     char *tls_cert;
     char *tls_key;
     char *tls_client_ca;
+    int online_max_rows;            /* 10000: entity rows in one online request */
+    int online_max_values;          /* 1000000: rows x features in one online request */
+    bool online_python_statuses;    /* false: Go/Java statuses with TTL; true: Feast Python's */
     int registry_max_request_bytes;       /* 4 MiB: largest object a client may apply */
     int registry_max_page_size;           /* 10000: largest pagination limit accepted */
     int registry_max_objects_per_project; /* 100000: objects of one kind in one project */
