@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <grpc/grpc.h>
+#include <grpc/support/log.h>
 
 #include "ld_debug_service.h"
 #include "ld_log.h"
@@ -100,6 +101,20 @@ static void log_warnings(const ld_config *cfg)
         ld_warn("%s", cfg->warnings[i]);
     if (cfg->nwarnings_dropped)
         ld_warn("%zu more configuration warnings not shown", cfg->nwarnings_dropped);
+}
+
+/* gRPC's own messages (handshake failures, ...) go through our logger, so
+ * every stderr line has one format (text or JSON). */
+static void grpc_log(gpr_log_func_args *args)
+{
+    ld_log_level level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LD_LOG_WARN
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? LD_LOG_INFO
+                                                                   : LD_LOG_DEBUG;
+    if (level < ld_log_get_level())
+        return;
+    const char *file = strrchr(args->file, '/');
+    ld_log_write(level, "grpc: %s (%s:%d)", args->message, file ? file + 1 : args->file,
+                 args->line);
 }
 
 static int port_for(const ld_larder_config *lc, const char *key)
@@ -249,6 +264,7 @@ int ld_daemon_main(const ld_daemon_spec *spec, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    gpr_set_log_function(grpc_log);
     grpc_init();
     ld_status pst = LD_STATUS_INIT;
     int port = port_for(lc, spec->port_key);

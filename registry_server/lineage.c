@@ -12,6 +12,7 @@
 #include "feast/core/StreamFeatureView.pb-c.h"
 #include "feast/registry/RegistryServer.pb-c.h"
 #include "pbref.h"
+#include "registry.h"
 #include "rpc_util.h"
 
 /* ------------------------------------------------------------ relations */
@@ -300,6 +301,11 @@ static void reply_buf(ld_call *c, ld_buf *b)
 
 void lineage_serve_registry(ld_call *c, const ProtobufCMessage *req, const catalog *snap)
 {
+    ld_status lst = LD_STATUS_INIT;
+    if (check_page_limit(req, ((registry *)ld_call_ctx(c))->max_page_size, &lst) != 0) {
+        ld_call_fail(c, &lst);
+        return;
+    }
     const Feast__Registry__GetRegistryLineageRequest *r = (const void *)req;
     rel_list direct = {0}, indirect = {0};
     direct_relations(snap, r->project, &direct);
@@ -328,6 +334,11 @@ static const char *const object_types[] = {"dataSource",     "entity",  "feature
 
 void lineage_serve_object(ld_call *c, const ProtobufCMessage *req, const catalog *snap)
 {
+    ld_status lst = LD_STATUS_INIT;
+    if (check_page_limit(req, ((registry *)ld_call_ctx(c))->max_page_size, &lst) != 0) {
+        ld_call_fail(c, &lst);
+        return;
+    }
     const Feast__Registry__GetObjectRelationshipsRequest *r = (const void *)req;
     int valid = 0;
     for (size_t i = 0; i < sizeof object_types / sizeof object_types[0]; i++)
@@ -542,6 +553,11 @@ static int feature_key_cmp(const Feast__Registry__Feature *a, const Feast__Regis
 
 void lineage_serve_list_features(ld_call *c, const ProtobufCMessage *req, const catalog *snap)
 {
+    ld_status lst = LD_STATUS_INIT;
+    if (check_page_limit(req, ((registry *)ld_call_ctx(c))->max_page_size, &lst) != 0) {
+        ld_call_fail(c, &lst);
+        return;
+    }
     const Feast__Registry__ListFeaturesRequest *r = (const void *)req;
     ld_arena *a = ld_call_arena(c);
     feat_list l = {0};

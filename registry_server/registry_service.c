@@ -217,7 +217,10 @@ static void serve_get_any(ld_call *c, const ProtobufCMessage *req, const catalog
 {
     const char *name = pbref_string(req, "name");
     const char *project = pbref_string(req, "project");
-    for (size_t i = 0; i < sizeof any_fv / sizeof any_fv[0]; i++) {
+    /* Feast's file registry looks in FV, SFV, ODFV, label views */
+    static const size_t order[] = {0, 2, 1, 3};
+    for (size_t oi = 0; oi < 4; oi++) {
+        size_t i = order[oi];
         cat_obj *o = cat_find(snap, any_fv[i].kind, project, name);
         if (!o)
             continue;
@@ -297,8 +300,11 @@ static void serve_list_all(ld_call *c, const ProtobufCMessage *req, const catalo
             r->updated_since ? r->updated_since->seconds * 1000000 + r->updated_since->nanos / 1000
                              : 0;
     obj_list l = {0};
-    /* label views are not part of ListAllFeatureViews */
-    for (size_t k = 0; k < 3; k++) {
+    /* Feast's order: feature views, stream, on demand; label views are not
+     * part of ListAllFeatureViews */
+    static const size_t order[] = {0, 2, 1};
+    for (size_t oi = 0; oi < 3; oi++) {
+        size_t k = order[oi];
         const cat_vec *v = &snap->kinds[any_fv[k].kind];
         for (size_t i = 0; i < v->n; i++) {
             cat_obj *o = v->v[i];

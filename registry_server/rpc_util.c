@@ -191,6 +191,16 @@ static void sort_list(obj_list *l, const char *path, int desc)
     free(items);
 }
 
+int check_page_limit(const ProtobufCMessage *req, size_t max_page, ld_status *st)
+{
+    const Feast__Registry__PaginationParams *p = (const void *)pbref_message(req, "pagination");
+    if (p && p->page > 0 && p->limit > 0 && (size_t)p->limit > max_page)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                             "pagination limit %d exceeds the maximum page size %zu", p->limit,
+                             max_page);
+    return 0;
+}
+
 int sort_and_paginate(const ProtobufCMessage *req, obj_list *l, size_t max_page, size_t *first,
                       size_t *count, page_meta *pm, ld_status *st)
 {

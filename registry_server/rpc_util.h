@@ -37,6 +37,9 @@ typedef struct page_meta {
 int sort_and_paginate(const ProtobufCMessage *req, obj_list *l, size_t max_page, size_t *first,
                       size_t *count, page_meta *pm, ld_status *st);
 
+/* The request's pagination limit (field "pagination") is within max_page. */
+int check_page_limit(const ProtobufCMessage *req, size_t max_page, ld_status *st);
+
 /* Protobuf writing helpers. */
 void pb_put_varint(ld_buf *b, uint64_t v);
 void pb_put_bytes_field(ld_buf *b, int field, const void *data, size_t len);
