@@ -58,7 +58,7 @@ static void usage(const ld_daemon_spec *spec, FILE *f)
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", o->flag, o->arg_name ? " " : "",
                  o->arg_name ? o->arg_name : "");
-        fprintf(f, "      %-21s%s\n", left, o->help);
+        fprintf(f, "      %-21s %s\n", left, o->help);
     }
     fprintf(f, "      %-21s%s\n", "--debug-service", "also serve larder.debug.Debug (tests)");
     fprintf(f, "      %-21s%s\n", "--print-config", "print the effective configuration and exit");
@@ -94,6 +94,14 @@ typedef struct override {
     const char *key;
     char *value;
 } override;
+
+/* Returns rc, for `return free_overrides(...)` on early exits. */
+static int free_overrides(override *o, size_t n, int rc)
+{
+    for (size_t i = 0; i < n; i++)
+        free(o[i].value);
+    return rc;
+}
 
 static void log_warnings(const ld_config *cfg)
 {
@@ -167,10 +175,10 @@ int ld_daemon_main(const ld_daemon_spec *spec, int argc, char **argv)
             break;
         case OPT_HELP:
             usage(spec, stdout);
-            return 0;
+            return free_overrides(overrides, n_over, 0);
         case OPT_VERSION:
             printf("%s %s\n", spec->prog, LARDER_VERSION);
-            return 0;
+            return free_overrides(overrides, n_over, 0);
         case OPT_DEBUG_SERVICE:
             debug_service = 1;
             break;
@@ -205,9 +213,7 @@ int ld_daemon_main(const ld_daemon_spec *spec, int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", spec->prog, argv[optind]);
-        for (size_t i = 0; i < n_over; i++)
-            free(overrides[i].value);
-        return 2;
+        return free_overrides(overrides, n_over, 2);
     }
 
     /* Configuration: file, then flags. */
