@@ -826,7 +826,8 @@ static int edit_materialization(registry *r, const catalog *cur, catalog **next,
         protobuf_c_message_free_unpacked(&fv->base, NULL);
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
     }
-    memcpy(ivs, meta->materialization_intervals, k * sizeof *ivs);
+    if (k)
+        memcpy(ivs, meta->materialization_intervals, k * sizeof *ivs);
     ivs[k] = &iv;
     Feast__Core__MaterializationInterval **saved_ivs = meta->materialization_intervals;
     Google__Protobuf__Timestamp *saved_upd = meta->last_updated_timestamp;

@@ -19,7 +19,10 @@ import threading
 import types
 from pathlib import Path
 
-import grpc
+# grpcio's fork handlers can deadlock pytest when it starts server processes
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import grpc  # noqa: E402
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -232,7 +232,10 @@ export class Server {
   async stop(timeoutMs = 20000) {
     live.delete(this);
     if (!this.exitStatus) this.proc.kill('SIGTERM');
-    const st = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
+    let timer;
+    const timeout = new Promise((r) => { timer = setTimeout(() => r(null), timeoutMs); });
+    const st = await Promise.race([this.exited, timeout]);
+    clearTimeout(timer);
     try {
       if (!st) {
         this.proc.kill('SIGKILL');
