@@ -1,11 +1,9 @@
 #include "ol_registry.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "feast/core/Entity.pb-c.h"
@@ -13,8 +11,7 @@
 #include "feast/core/FeatureView.pb-c.h"
 #include "feast/core/OnDemandFeatureView.pb-c.h"
 #include "feast/core/StreamFeatureView.pb-c.h"
-#include "google/protobuf/empty.pb-c.h"
-#include "ld_client.h"
+#include "ld_regclient.h"
 #include "ld_log.h"
 #include "ld_murmur3.h"
 #include "ld_time.h"
@@ -25,8 +22,7 @@
 
 struct ol_registry {
     char *project;
-    ld_client *client; /* remote */
-    char *path;        /* file */
+    ld_regclient *src;
     int64_t ttl_us;
     pthread_mutex_t mu;
     ol_snapshot *snap;
@@ -272,57 +268,11 @@ const ol_feature *ol_view_feature(const ol_view *v, const char *name)
 
 /* ------------------------------------------------------------ loading */
 
-static int fetch_file(ol_registry *r, uint8_t **out, size_t *len, ld_status *st)
-{
-    FILE *f = fopen(r->path, "rb");
-    if (!f)
-        return ld_status_set(st, errno == ENOENT ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_UNAVAILABLE,
-                             NULL, "cannot read registry %s: %s", r->path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || (size_t)sb.st_size > REGISTRY_MAX) {
-        fclose(f);
-        return ld_status_set(st, GRPC_STATUS_DATA_LOSS, NULL, "registry %s is too large", r->path);
-    }
-    *len = (size_t)sb.st_size;
-    *out = malloc(*len + 1);
-    size_t got = *out ? fread(*out, 1, *len, f) : 0;
-    fclose(f);
-    if (got != *len) {
-        free(*out);
-        return ld_status_set(st, GRPC_STATUS_UNAVAILABLE, NULL, "short read of %s", r->path);
-    }
-    return 0;
-}
-
-static int fetch_remote(ol_registry *r, uint8_t **out, size_t *len, ld_status *st)
-{
-    /* Proto() returns feast.core.Registry; take its bytes as they come. */
-    ld_arena a;
-    ld_arena_init(&a, NULL, 0, 0);
-    Google__Protobuf__Empty req = GOOGLE__PROTOBUF__EMPTY__INIT;
-    ProtobufCMessage *resp = NULL;
-    int rc = ld_client_unary(r->client, "/feast.registry.RegistryServer/Proto", &req.base,
-                             &feast__core__registry__descriptor, &a, 0, NULL, &resp, st);
-    if (rc == 0) {
-        *len = protobuf_c_message_get_packed_size(resp);
-        *out = malloc(*len + 1);
-        if (*out)
-            protobuf_c_message_pack(resp, *out);
-        else
-            rc = ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-    } else {
-        ld_status_prefix(st, "registry %s", ld_client_target(r->client));
-    }
-    ld_arena_destroy(&a);
-    return rc;
-}
-
 int ol_registry_refresh(ol_registry *r, ld_status *st)
 {
     uint8_t *bytes = NULL;
     size_t len = 0;
-    int rc = r->client ? fetch_remote(r, &bytes, &len, st) : fetch_file(r, &bytes, &len, st);
-    if (rc != 0) {
+    if (ld_regclient_fetch_bytes(r->src, &bytes, &len, st) != 0) {
         atomic_store(&r->stale, 1);
         return -1;
     }
@@ -393,33 +343,8 @@ ol_registry *ol_registry_new(const ld_config *cfg, ld_status *st)
     pthread_cond_init(&r->stop_cv, NULL);
     r->project = strdup(cfg->project);
     r->ttl_us = (int64_t)cfg->registry.cache_ttl_seconds * 1000000;
-    const ld_registry_config *rc = &cfg->registry;
-    if (rc->registry_type == LD_REGISTRY_REMOTE) {
-        ld_client_opts o = {.target = rc->path,
-                            .tls = rc->is_tls || rc->cert,
-                            .tls_ca = rc->cert,
-                            .tls_cert = rc->client_cert,
-                            .tls_key = rc->client_key,
-                            .authority = rc->authority,
-                            .timeout_ms = 10000};
-        char *ca = rc->cert ? ld_config_resolve_path(cfg, rc->cert) : NULL;
-        char *cc = rc->client_cert ? ld_config_resolve_path(cfg, rc->client_cert) : NULL;
-        char *ck = rc->client_key ? ld_config_resolve_path(cfg, rc->client_key) : NULL;
-        o.tls_ca = ca, o.tls_cert = cc, o.tls_key = ck;
-        r->client = ld_client_new(&o, st);
-        free(ca);
-        free(cc);
-        free(ck);
-        if (!r->client) {
-            ol_registry_free(r);
-            return NULL;
-        }
-    } else if (rc->registry_type == LD_REGISTRY_FILE) {
-        r->path = ld_config_resolve_path(cfg, rc->path);
-    } else {
-        ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
-                      "larder-online reads a file or remote registry (registry_type sql: point "
-                      "it at larder-registry with registry_type remote)");
+    r->src = ld_regclient_new(cfg, st);
+    if (!r->src) {
         ol_registry_free(r);
         return NULL;
     }
@@ -444,8 +369,7 @@ void ol_registry_free(ol_registry *r)
         pthread_join(r->refresher, NULL);
     }
     ol_snapshot_unref(r->snap);
-    ld_client_free(r->client);
-    free(r->path);
+    ld_regclient_free(r->src);
     free(r->project);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->stop_mu);
