@@ -188,10 +188,10 @@ int ld_daemon_main(const ld_daemon_spec *spec, int argc, char **argv)
         case ':':
             fprintf(stderr, "%s: option '%s' needs a value (see --help)\n", spec->prog,
                     argv[optind - 1]);
-            return 2;
+            return free_overrides(overrides, n_over, 2);
         case '?':
             fprintf(stderr, "%s: unknown option '%s' (see --help)\n", spec->prog, argv[optind - 1]);
-            return 2;
+            return free_overrides(overrides, n_over, 2);
         default: {
             size_t i = (size_t)(c - OPT_MAPPED);
             const ld_daemon_opt *o =

@@ -227,9 +227,15 @@ def part_node(env, tmp: Path) -> tuple:
     if not any(node_dir.glob("*.test.mjs")):
         return 0, 0, []
     if not (node_dir / "node_modules").is_dir():
-        cmd = ["npm", "ci"] if (node_dir / "package-lock.json").exists() else ["npm", "install"]
-        if run_child(cmd + ["--no-audit", "--no-fund"], cwd=node_dir, env=env,
-                     limit=LIMITS["node"]) != 0:
+        # npm ci installs exactly the lock; npm 11 rejects a lock without the
+        # optional platform packages of other systems (DuckDB's bindings), so
+        # fall back to npm install, which still honours the pinned versions.
+        ok = False
+        if (node_dir / "package-lock.json").exists():
+            ok = run_child(["npm", "ci", "--no-audit", "--no-fund"], cwd=node_dir, env=env,
+                           limit=LIMITS["node"]) == 0
+        if not ok and run_child(["npm", "install", "--no-audit", "--no-fund"], cwd=node_dir,
+                                env=env, limit=LIMITS["node"]) != 0:
             return 0, 1, ["npm install failed"]
     out_path = tmp / "node-tap.txt"
     with open(out_path, "wb") as out:
