@@ -469,6 +469,9 @@ static void get_finish(ol_read *r, const ld_status *rst)
         return;
     }
     memcpy(cols, g->ecols, g->n_ecols * sizeof *cols);
+    /* names must outlive the snapshot: the front end may encode after done */
+    for (size_t i = 0; i < g->n_ecols; i++)
+        cols[i].name = ld_arena_strdup(g->a, cols[i].name);
     int64_t now = ld_wall_us();
     int python = g->srv->python_statuses;
     for (size_t o = 0; o < g->n_outs; o++) {
@@ -476,7 +479,7 @@ static void get_finish(ol_read *r, const ld_status *rst)
         const group *gr = &g->groups[of->group];
         const ol_read_group *rg = &g->rg[of->group];
         ol_column_out *c = &cols[g->n_ecols + o];
-        c->name = of->name;
+        c->name = ld_arena_strdup(g->a, of->name);
         c->val = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *c->val);
         c->val_len = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *c->val_len);
         c->status = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *c->status);
