@@ -1,0 +1,659 @@
+#include "of_api.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "feast/core/DataSource.pb-c.h"
+#include "feast/core/FeatureView.pb-c.h"
+#include "feast/core/OnDemandFeatureView.pb-c.h"
+#include "feast/core/Registry.pb-c.h"
+#include "feast/core/StreamFeatureView.pb-c.h"
+#include "ld_arena.h"
+#include "ld_buf.h"
+#include "ld_log.h"
+#include "ld_regclient.h"
+#include "ld_time.h"
+#include "ot_csv.h"
+#include "ot_ipc.h"
+#include "ot_pit.h"
+
+struct of_api {
+    const ld_config *cfg;
+    ld_regclient *reg;
+    pthread_mutex_t mu;
+    Feast__Core__Registry *cached;
+    int64_t fetched_us;
+    int64_t ttl_us;
+    int threads;
+};
+
+static const struct {
+    const char *name;
+    of_api_kind kind;
+} apis[] = {
+        {"get_historical_features", OF_API_READ},
+        {"pull_latest_from_table_or_query", OF_API_READ},
+        {"pull_all_from_table_or_query", OF_API_READ},
+        {"get_table_column_names_and_types_from_data_source", OF_API_READ},
+        {"offline_write_batch", OF_API_WRITE},
+        {"write_logged_features", OF_API_WRITE},
+        {"persist", OF_API_WRITE},
+        {"validate_data_source", OF_API_WRITE},
+};
+
+#define CMD_MAX (16u << 20)
+
+static json_t *parse_cmd(const char *cmd, size_t len, ld_status *st)
+{
+    if (len > CMD_MAX) {
+        ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "command of %zu bytes is too large",
+                      len);
+        return NULL;
+    }
+    json_error_t err;
+    json_t *j = json_loadb(cmd, len, 0, &err);
+    if (!j || !json_is_object(j)) {
+        ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                      "the descriptor's command is not a JSON object: %s (at %d)",
+                      j ? "not an object" : err.text, j ? 0 : err.position);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+int of_api_classify(const char *cmd, size_t len, of_api_kind *kind, ld_status *st)
+{
+    json_t *j = parse_cmd(cmd, len, st);
+    if (!j)
+        return -1;
+    const char *api = json_string_value(json_object_get(j, "api"));
+    int rc = -1;
+    if (!api) {
+        ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                      "the command has no \"api\" key: nothing to do with the upload");
+    } else {
+        size_t i;
+        for (i = 0; i < sizeof apis / sizeof apis[0]; i++)
+            if (strcmp(api, apis[i].name) == 0)
+                break;
+        if (i == sizeof apis / sizeof apis[0]) {
+            ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "unknown api '%s' in the command",
+                          api);
+        } else {
+            *kind = apis[i].kind;
+            rc = 0;
+        }
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* ------------------------------------------------------------ registry */
+
+/* The registry, fetched at most every cache_ttl_seconds (blocking; pool). */
+static Feast__Core__Registry *registry(of_api *a, ld_status *st)
+{
+    pthread_mutex_lock(&a->mu);
+    if (!a->cached || ld_mono_us() - a->fetched_us > a->ttl_us) {
+        uint8_t *bytes;
+        size_t len;
+        if (ld_regclient_fetch_bytes(a->reg, &bytes, &len, st) == 0) {
+            Feast__Core__Registry *r = feast__core__registry__unpack(NULL, len, bytes);
+            free(bytes);
+            if (r) {
+                if (a->cached)
+                    feast__core__registry__free_unpacked(a->cached, NULL);
+                a->cached = r;
+                a->fetched_us = ld_mono_us();
+            } else {
+                ld_status_set(st, GRPC_STATUS_DATA_LOSS, NULL, "registry does not parse");
+            }
+        } else if (a->cached) {
+            ld_warn("registry refresh failed, using the last copy: %s", st->msg);
+        }
+    }
+    Feast__Core__Registry *r = a->cached;
+    pthread_mutex_unlock(&a->mu);
+    if (!r && ld_status_ok(st))
+        ld_status_set(st, GRPC_STATUS_UNAVAILABLE, NULL, "registry not available");
+    return r;
+}
+
+static int in_project(const char *p, const char *project)
+{
+    return !*p || strcmp(p, project) == 0;
+}
+
+static const Feast__Core__DataSource *find_source(const Feast__Core__Registry *r,
+                                                  const char *project, const char *name)
+{
+    for (size_t i = 0; i < r->n_data_sources; i++)
+        if (!strcmp(r->data_sources[i]->name, name) &&
+            in_project(r->data_sources[i]->project, project))
+            return r->data_sources[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ sources */
+
+/* Load a file source: CSV, or Arrow IPC stream/file (Feather v2). */
+static int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_table **out,
+                          ld_status *st)
+{
+    if (ds->options_case != FEAST__CORE__DATA_SOURCE__OPTIONS_FILE_OPTIONS || !ds->file_options)
+        return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
+                             "data source %s is not a file source; larder-offline reads file "
+                             "sources (PostgreSQL sources come with the pushdown work)",
+                             ds->name);
+    const char *uri = ds->file_options->uri;
+    if (!uri || !*uri)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "file source %s has no uri",
+                             ds->name);
+    if (!strncmp(uri, "file://", 7))
+        uri += 7;
+    else if (strstr(uri, "://"))
+        return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
+                             "file source %s: only local files are read (%s)", ds->name, uri);
+    char *path = ld_config_resolve_path(cfg, uri);
+    size_t n = strlen(path);
+    int rc;
+    if (n > 4 && !strcasecmp(path + n - 4, ".csv")) {
+        rc = ot_csv_read(path, NULL, out, st);
+    } else if ((n > 6 && !strcasecmp(path + n - 6, ".arrow")) ||
+               (n > 8 && !strcasecmp(path + n - 8, ".feather")) ||
+               (n > 4 && !strcasecmp(path + n - 4, ".ipc"))) {
+        FILE *f = fopen(path, "rb");
+        rc = -1;
+        if (!f) {
+            ld_status_set(st, GRPC_STATUS_NOT_FOUND, NULL, "cannot open %s", path);
+        } else {
+            ld_buf b = LD_BUF_INIT;
+            char chunk[65536];
+            size_t got;
+            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+                ld_buf_append(&b, chunk, got);
+            fclose(f);
+            const uint8_t *p = (const uint8_t *)b.data;
+            size_t len = b.len;
+            if (len >= 8 && !memcmp(p, "ARROW1", 6)) { /* file format: skip the magic */
+                p += 8;
+                len -= 8;
+            }
+            rc = ot_ipc_read_stream(p ? p : (const uint8_t *)"", len, out, st);
+            ld_buf_free(&b);
+        }
+    } else if (n > 8 && !strcasecmp(path + n - 8, ".parquet")) {
+        rc = ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
+                           "file source %s is Parquet (%s); larder-offline reads CSV and Arrow "
+                           "IPC/Feather files — Parquet is a later step",
+                           ds->name, path);
+    } else {
+        rc = ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                           "file source %s: unknown file type %s (csv, arrow, feather, ipc)",
+                           ds->name, path);
+    }
+    free(path);
+    if (rc != 0)
+        return -1;
+    /* field_mapping: source column -> Feast name */
+    for (size_t i = 0; i < ds->n_field_mapping; i++)
+        for (size_t c = 0; c < (*out)->n_cols; c++)
+            if (!strcmp((*out)->cols[c].name, ds->field_mapping[i]->key)) {
+                free((*out)->cols[c].name);
+                (*out)->cols[c].name = strdup(ds->field_mapping[i]->value);
+            }
+    return 0;
+}
+
+static const char *mapped(const Feast__Core__DataSource *ds, const char *col)
+{
+    for (size_t i = 0; i < ds->n_field_mapping; i++)
+        if (!strcmp(ds->field_mapping[i]->key, col))
+            return ds->field_mapping[i]->value;
+    return col;
+}
+
+/* ------------------------------------------------------------ APIs */
+
+static const char *jstr(json_t *j, const char *key)
+{
+    return json_string_value(json_object_get(j, key));
+}
+
+/* The table's columns `names` and the rows `idx` (n of them). */
+static int take(const ot_table *src, const char *const *names, size_t n_names, const int64_t *idx,
+                int64_t n, ot_table **out, ld_status *st)
+{
+    ot_table *t = ot_table_new(n_names, n);
+    if (!t)
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    for (size_t i = 0; i < n_names; i++) {
+        const ot_column *c = ot_table_column(src, names[i]);
+        if (!c) {
+            ot_table_free(t);
+            return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                                 "column %s is not in the source", names[i]);
+        }
+        if (ot_column_take(c, idx, n, names[i], &t->cols[i], st) != 0) {
+            ot_table_free(t);
+            return -1;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+static int parse_iso(json_t *j, const char *key, int64_t *us, int *present, ld_status *st)
+{
+    json_t *v = json_object_get(j, key);
+    *present = v && !json_is_null(v);
+    if (!*present)
+        return 0;
+    if (!json_is_string(v) || ld_time_parse_iso8601(json_string_value(v), us) != 0)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                             "%s must be an ISO 8601 timestamp", key);
+    return 0;
+}
+
+typedef struct sort_ctx {
+    const ot_column **keys;
+    size_t n_keys;
+    const ot_column *ts, *created;
+} sort_ctx;
+
+static int cmp_cell(const ot_column *c, int64_t a, int64_t b)
+{
+    int va = ot_column_valid(c, a), vb = ot_column_valid(c, b);
+    if (!va || !vb)
+        return va - vb;
+    switch (c->type.id) {
+    case OT_INT32:
+    case OT_DATE32: {
+        int32_t x = ((const int32_t *)c->values)[a], y = ((const int32_t *)c->values)[b];
+        return (x > y) - (x < y);
+    }
+    case OT_INT64:
+    case OT_TIMESTAMP: {
+        int64_t x = ((const int64_t *)c->values)[a], y = ((const int64_t *)c->values)[b];
+        return (x > y) - (x < y);
+    }
+    case OT_FLOAT64: {
+        double x = ((const double *)c->values)[a], y = ((const double *)c->values)[b];
+        return (x > y) - (x < y);
+    }
+    case OT_UTF8:
+    case OT_BINARY: {
+        int32_t la = c->offsets[a + 1] - c->offsets[a], lb = c->offsets[b + 1] - c->offsets[b];
+        int r = memcmp(c->data + c->offsets[a], c->data + c->offsets[b], la < lb ? la : lb);
+        return r ? r : (la > lb) - (la < lb);
+    }
+    default:
+        return 0;
+    }
+}
+
+static int cmp_rows(const void *pa, const void *pb, void *arg)
+{
+    const sort_ctx *s = arg;
+    int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+    for (size_t k = 0; k < s->n_keys; k++) {
+        int c = cmp_cell(s->keys[k], a, b);
+        if (c)
+            return c;
+    }
+    int c = cmp_cell(s->ts, a, b);
+    if (!c && s->created)
+        c = cmp_cell(s->created, a, b);
+    return c ? c : (a > b) - (a < b);
+}
+
+static int strings_of(json_t *arr, const char ***out, size_t *n, ld_arena *ar)
+{
+    *n = json_is_array(arr) ? json_array_size(arr) : 0;
+    *out = ld_arena_calloc(ar, *n + 1, sizeof **out);
+    if (!*out)
+        return -1;
+    for (size_t i = 0; i < *n; i++) {
+        const char *s = json_string_value(json_array_get(arr, i));
+        if (!s)
+            return -1;
+        (*out)[i] = s;
+    }
+    return 0;
+}
+
+/* pull_all_from_table_or_query / pull_latest_from_table_or_query */
+static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_status *st)
+{
+    const char *name = jstr(j, "data_source_name");
+    const char *ts = jstr(j, "timestamp_field");
+    const char *created = jstr(j, "created_timestamp_column");
+    if (!name || !ts)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                             "the command needs data_source_name and timestamp_field");
+    Feast__Core__Registry *r = registry(a, st);
+    if (!r)
+        return -1;
+    pthread_mutex_lock(&a->mu); /* the registry copy stays while we read it */
+    const Feast__Core__DataSource *ds = find_source(r, a->cfg->project, name);
+    ot_table *src = NULL;
+    int rc = ds ? of_load_source(a->cfg, ds, &src, st)
+                : ld_status_set(st, GRPC_STATUS_NOT_FOUND, "DataSourceObjectNotFoundException",
+                                "Data source %s does not exist in project %s", name,
+                                a->cfg->project);
+    pthread_mutex_unlock(&a->mu);
+    if (rc != 0)
+        return -1;
+    ld_arena ar;
+    ld_arena_init(&ar, NULL, 0, 0);
+    const char **keys, **feats;
+    size_t nk, nf;
+    int64_t start = 0, end = 0;
+    int has_start, has_end;
+    rc = -1;
+    if (strings_of(json_object_get(j, "join_key_columns"), &keys, &nk, &ar) != 0 ||
+        strings_of(json_object_get(j, "feature_name_columns"), &feats, &nf, &ar) != 0) {
+        ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                      "join_key_columns and feature_name_columns must be lists of strings");
+        goto out;
+    }
+    if (parse_iso(j, "start_date", &start, &has_start, st) != 0 ||
+        parse_iso(j, "end_date", &end, &has_end, st) != 0)
+        goto out;
+    const ot_column *tsc = ot_table_column(src, ts);
+    const ot_column *cc = created && *created ? ot_table_column(src, created) : NULL;
+    if (!tsc || tsc->type.id != OT_TIMESTAMP) {
+        ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                      "timestamp column %s is missing from %s or is not a timestamp", ts, name);
+        goto out;
+    }
+    int64_t *idx = ld_arena_calloc(&ar, (size_t)src->n_rows + 1, sizeof *idx);
+    if (!idx) {
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        goto out;
+    }
+    int64_t n = 0;
+    for (int64_t i = 0; i < src->n_rows; i++) {
+        if (!ot_column_valid(tsc, i))
+            continue;
+        int64_t t = ot_column_ts_us(tsc, i);
+        if ((has_start && t < start) || (has_end && t > end))
+            continue;
+        idx[n++] = i;
+    }
+    if (latest) {
+        sort_ctx sc = {ld_arena_calloc(&ar, nk + 1, sizeof(ot_column *)), nk, tsc, cc};
+        for (size_t k = 0; k < nk; k++)
+            if (!(sc.keys[k] = ot_table_column(src, keys[k]))) {
+                ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                              "join key %s is not a column of %s", keys[k], name);
+                goto out;
+            }
+        qsort_r(idx, (size_t)n, sizeof *idx, cmp_rows, &sc);
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int last = i + 1 == n;
+            for (size_t k = 0; !last && k < nk; k++)
+                last = cmp_cell(sc.keys[k], idx[i], idx[i + 1]) != 0;
+            if (last)
+                idx[m++] = idx[i];
+        }
+        n = m;
+    }
+    const char **cols = ld_arena_calloc(&ar, nk + nf + 3, sizeof *cols);
+    size_t ncols = 0;
+    for (size_t k = 0; k < nk; k++)
+        cols[ncols++] = keys[k];
+    for (size_t f = 0; f < nf; f++)
+        cols[ncols++] = feats[f];
+    cols[ncols++] = ts;
+    if (cc)
+        cols[ncols++] = created;
+    rc = take(src, cols, ncols, idx, n, result, st);
+out:
+    ld_arena_destroy(&ar);
+    ot_table_free(src);
+    return rc;
+}
+
+static int api_columns(of_api *a, json_t *j, ot_table **result, ld_status *st)
+{
+    const char *proto = jstr(j, "data_source_proto");
+    json_error_t err;
+    json_t *ds = proto ? json_loads(proto, 0, &err) : NULL;
+    if (!ds)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                             "data_source_proto must be a DataSource in JSON");
+    json_t *fo = json_object_get(ds, "fileOptions");
+    Feast__Core__DataSource src = FEAST__CORE__DATA_SOURCE__INIT;
+    Feast__Core__DataSource__FileOptions opts = FEAST__CORE__DATA_SOURCE__FILE_OPTIONS__INIT;
+    src.name = (char *)(jstr(ds, "name") ? jstr(ds, "name") : "");
+    if (fo) {
+        opts.uri = (char *)(jstr(fo, "uri") ? jstr(fo, "uri") : "");
+        src.options_case = FEAST__CORE__DATA_SOURCE__OPTIONS_FILE_OPTIONS;
+        src.file_options = &opts;
+    }
+    ot_table *t = NULL;
+    int rc = of_load_source(a->cfg, &src, &t, st);
+    json_decref(ds);
+    if (rc != 0)
+        return -1;
+    ot_table *out = ot_table_new(2, (int64_t)t->n_cols);
+    ld_buf names = LD_BUF_INIT, types = LD_BUF_INIT;
+    int32_t *no = calloc(t->n_cols + 1, sizeof *no), *to = calloc(t->n_cols + 1, sizeof *to);
+    for (size_t i = 0; no && to && i < t->n_cols; i++) {
+        ld_buf_puts(&names, t->cols[i].name);
+        no[i + 1] = (int32_t)names.len;
+        ot_type_format(&t->cols[i].type, &types);
+        to[i + 1] = (int32_t)types.len;
+    }
+    ot_table_free(t);
+    if (!out || !no || !to) {
+        free(no);
+        free(to);
+        ld_buf_free(&names);
+        ld_buf_free(&types);
+        ot_table_free(out);
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    }
+    const char *cn[2] = {"name", "type"};
+    ld_buf *bufs[2] = {&names, &types};
+    int32_t *offs[2] = {no, to};
+    for (int k = 0; k < 2; k++) {
+        ot_column *c = &out->cols[k];
+        c->name = strdup(cn[k]);
+        c->type.id = OT_UTF8;
+        c->length = out->n_rows;
+        c->offsets = offs[k];
+        size_t len;
+        c->data = (uint8_t *)ld_buf_steal(bufs[k], &len);
+        c->data_len = (int64_t)len;
+        if (!c->data)
+            c->data = calloc(1, 1);
+    }
+    *result = out;
+    return 0;
+}
+
+/* Feast's get_historical_features over file sources: a point-in-time join of
+ * the uploaded entity dataframe with each feature view's batch source. */
+static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_table **result,
+                          ld_status *st)
+{
+    if (entities->n_cols == 1 && !strcmp(entities->cols[0].name, "key")) {
+        if (jstr(j, "entity_df_sql"))
+            return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
+                                 "an entity dataframe given as SQL needs a SQL offline store; "
+                                 "file sources take an uploaded entity dataframe");
+        return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
+                             "entity-less retrieval (start_date/end_date without an entity "
+                             "dataframe) is not implemented yet in larder-offline");
+    }
+    const char *ts_col = NULL;
+    if (ot_table_column(entities, "event_timestamp")) {
+        ts_col = "event_timestamp";
+    } else {
+        for (size_t i = 0; i < entities->n_cols; i++)
+            if (entities->cols[i].type.id == OT_TIMESTAMP) {
+                if (ts_col)
+                    return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                                         "EntityTimestampInferenceException",
+                                         "Please provide an entity_df with a column named "
+                                         "event_timestamp representing the time of events.");
+                ts_col = entities->cols[i].name;
+            }
+    }
+    if (!ts_col)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "EntityTimestampInferenceException",
+                             "Please provide an entity_df with a column named event_timestamp "
+                             "representing the time of events.");
+    json_t *names = json_object_get(j, "feature_view_names");
+    json_t *refs = json_object_get(j, "feature_refs");
+    json_t *aliases = json_object_get(j, "name_aliases");
+    int full = json_is_true(json_object_get(j, "full_feature_names"));
+    size_t nv = json_array_size(names), nr = json_array_size(refs);
+    if (!json_is_array(names) || !json_is_array(refs) || !nv || !nr)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                             "the command needs feature_view_names and feature_refs");
+    Feast__Core__Registry *r = registry(a, st);
+    if (!r)
+        return -1;
+    ld_arena ar;
+    ld_arena_init(&ar, NULL, 0, 0);
+    ot_pit_view *views = ld_arena_calloc(&ar, nv + 1, sizeof *views);
+    ot_table **sources = ld_arena_calloc(&ar, nv + 1, sizeof *sources);
+    int rc = -1;
+    size_t built = 0;
+    pthread_mutex_lock(&a->mu);
+    for (size_t v = 0; v < nv; v++) {
+        const char *vname = json_string_value(json_array_get(names, v));
+        const char *alias = json_string_value(json_array_get(aliases, v));
+        const Feast__Core__FeatureViewSpec *spec = NULL;
+        for (size_t i = 0; vname && i < r->n_feature_views && !spec; i++)
+            if (r->feature_views[i]->spec && !strcmp(r->feature_views[i]->spec->name, vname) &&
+                in_project(r->feature_views[i]->spec->project, a->cfg->project))
+                spec = r->feature_views[i]->spec;
+        if (!spec) {
+            for (size_t i = 0; vname && i < r->n_on_demand_feature_views; i++)
+                if (r->on_demand_feature_views[i]->spec &&
+                    !strcmp(r->on_demand_feature_views[i]->spec->name, vname)) {
+                    ld_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, NULL,
+                                  "on demand feature view %s needs its Python transformation, "
+                                  "which larder-offline does not run",
+                                  vname);
+                    goto unlock;
+                }
+            ld_status_set(st, GRPC_STATUS_NOT_FOUND, "FeatureViewNotFoundException",
+                          "Feature view %s does not exist in project %s", vname ? vname : "?",
+                          a->cfg->project);
+            goto unlock;
+        }
+        const Feast__Core__DataSource *ds = spec->batch_source;
+        if (!ds) {
+            ld_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, NULL,
+                          "feature view %s has no batch source", vname);
+            goto unlock;
+        }
+        if (of_load_source(a->cfg, ds, &sources[v], st) != 0)
+            goto unlock;
+        built = v + 1;
+        ot_pit_view *pv = &views[v];
+        pv->source = sources[v];
+        size_t nk = spec->n_entity_columns;
+        const char **jk = ld_arena_calloc(&ar, nk + 1, sizeof *jk);
+        for (size_t k = 0; jk && k < nk; k++)
+            jk[k] = spec->entity_columns[k]->name;
+        pv->join_keys = jk;
+        pv->entity_keys = jk;
+        pv->n_keys = nk;
+        pv->event_ts = mapped(ds, ds->timestamp_field);
+        pv->created_ts =
+                *ds->created_timestamp_column ? mapped(ds, ds->created_timestamp_column) : NULL;
+        pv->ttl_us = spec->ttl ? spec->ttl->seconds * 1000000 + spec->ttl->nanos / 1000 : 0;
+        const char **feats = ld_arena_calloc(&ar, nr + 1, sizeof *feats);
+        const char **outs = ld_arena_calloc(&ar, nr + 1, sizeof *outs);
+        const char *use = alias ? alias : vname;
+        size_t nf = 0;
+        for (size_t i = 0; feats && outs && i < nr; i++) {
+            const char *ref = json_string_value(json_array_get(refs, i));
+            const char *colon = ref ? strchr(ref, ':') : NULL;
+            if (!colon || (size_t)(colon - ref) != strlen(use) || strncmp(ref, use, strlen(use)))
+                continue;
+            feats[nf] = colon + 1;
+            outs[nf] = full ? ld_arena_sprintf(&ar, "%s__%s", use, colon + 1) : colon + 1;
+            nf++;
+        }
+        pv->features = feats;
+        pv->out_names = outs;
+        pv->n_features = nf;
+    }
+    rc = ot_pit_join(entities, ts_col, views, nv, a->threads, result, st);
+unlock:
+    pthread_mutex_unlock(&a->mu);
+    for (size_t i = 0; i < built; i++)
+        ot_table_free(sources[i]);
+    ld_arena_destroy(&ar);
+    return rc;
+}
+
+int of_api_run(of_api *a, const char *cmd, size_t len, const ot_table *upload, ot_table **result,
+               ld_status *st)
+{
+    *result = NULL;
+    json_t *j = parse_cmd(cmd, len, st);
+    if (!j)
+        return -1;
+    const char *api = jstr(j, "api");
+    int rc;
+    if (!api)
+        rc = ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "the command has no api");
+    else if (!strcmp(api, "get_historical_features"))
+        rc = api_historical(a, j, upload, result, st);
+    else if (!strcmp(api, "pull_all_from_table_or_query"))
+        rc = api_pull(a, j, 0, result, st);
+    else if (!strcmp(api, "pull_latest_from_table_or_query"))
+        rc = api_pull(a, j, 1, result, st);
+    else if (!strcmp(api, "get_table_column_names_and_types_from_data_source"))
+        rc = api_columns(a, j, result, st);
+    else
+        rc = ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
+                           "api %s is not implemented yet in larder-offline", api);
+    json_decref(j);
+    return rc;
+}
+
+of_api *of_api_new(const ld_config *cfg, ld_status *st)
+{
+    of_api *a = calloc(1, sizeof *a);
+    if (!a) {
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return NULL;
+    }
+    a->cfg = cfg;
+    a->reg = ld_regclient_new(cfg, st);
+    if (!a->reg) {
+        free(a);
+        return NULL;
+    }
+    pthread_mutex_init(&a->mu, NULL);
+    a->ttl_us =
+            (int64_t)(cfg->registry.cache_ttl_seconds > 0 ? cfg->registry.cache_ttl_seconds : 5) *
+            1000000;
+    a->threads = 2;
+    return a;
+}
+
+void of_api_free(of_api *a)
+{
+    if (!a)
+        return;
+    if (a->cached)
+        feast__core__registry__free_unpacked(a->cached, NULL);
+    ld_regclient_free(a->reg);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}

@@ -1,0 +1,586 @@
+#include "of_flight.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "arrow/flight/protocol/Flight.pb-c.h"
+#include "ld_buf.h"
+#include "ld_log.h"
+#include "ld_pb.h"
+#include "of_api.h"
+#include "of_uploads.h"
+#include "ot_ipc.h"
+
+#define BATCH_ROWS 65536
+#define FLIGHT     "/arrow.flight.protocol.FlightService/"
+
+struct of_flight {
+    of_api *api;
+    of_uploads *uploads;
+    int64_t max_upload_bytes;
+};
+
+typedef Arrow__Flight__Protocol__FlightDescriptor Descriptor;
+
+/* An upload's key: the descriptor's serialized bytes (type, cmd, path). */
+static uint8_t *descriptor_key(const Descriptor *d, ld_arena *a, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(&d->base);
+    uint8_t *k = ld_arena_alloc(a, *len + 1);
+    if (k)
+        protobuf_c_message_pack(&d->base, k);
+    return k;
+}
+
+/* Encapsulated IPC Schema message (continuation, length, flatbuffer), as
+ * FlightInfo.schema and SchemaResult.schema carry it. */
+static void encapsulated_schema(const ot_table *t, ld_buf *out)
+{
+    ld_buf h = LD_BUF_INIT;
+    ot_ipc_write_schema(t, &h);
+    ot_ipc_frame(out, (const uint8_t *)h.data, h.len, NULL, 0);
+    ld_buf_free(&h);
+}
+
+/* ------------------------------------------------------------ DoPut */
+
+typedef struct put_state {
+    of_flight *f;
+    ot_ipc_reader *reader;
+    Descriptor *desc; /* call arena */
+    int64_t messages;
+} put_state;
+
+static void put_state_free(put_state *p)
+{
+    ot_ipc_reader_free(p->reader);
+    p->reader = NULL;
+}
+
+static void put_run_write(ld_call *c)
+{
+    put_state *p = ld_call_user(c);
+    ld_status st = LD_STATUS_INIT;
+    ot_table *t = ot_ipc_reader_finish(p->reader, &st);
+    put_state_free(p);
+    if (!t) {
+        ld_call_fail(c, &st);
+        return;
+    }
+    ot_table *result = NULL;
+    int rc = of_api_run(p->f->api, (const char *)p->desc->cmd.data, p->desc->cmd.len, t, &result,
+                        &st);
+    ot_table_free(t);
+    ot_table_free(result);
+    if (rc != 0)
+        ld_call_fail(c, &st);
+    else
+        ld_call_reply(c, NULL);
+}
+
+static void put_finish(ld_call *c)
+{
+    put_state *p = ld_call_user(c);
+    ld_status st = LD_STATUS_INIT;
+    if (!p->desc) {
+        put_state_free(p);
+        ld_call_failf(c, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                      "DoPut needs a FlightDescriptor in its first message");
+        return;
+    }
+    of_api_kind kind;
+    if (of_api_classify((const char *)p->desc->cmd.data, p->desc->cmd.len, &kind, &st) != 0) {
+        put_state_free(p);
+        ld_call_fail(c, &st);
+        return;
+    }
+    if (kind == OF_API_WRITE) {
+        if (ld_call_offload(c, put_run_write) != 0) {
+            put_state_free(p);
+            ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "offline server is busy");
+        }
+        return;
+    }
+    ot_table *t = ot_ipc_reader_finish(p->reader, &st);
+    put_state_free(p);
+    if (!t) {
+        ld_call_fail(c, &st);
+        return;
+    }
+    size_t klen;
+    uint8_t *key = descriptor_key(p->desc, ld_call_arena(c), &klen);
+    if (!key || of_uploads_put(p->f->uploads, key, klen, (const char *)p->desc->cmd.data,
+                               p->desc->cmd.len, t, of_table_bytes(t), &st) != 0) {
+        if (!key) {
+            ot_table_free(t);
+            ld_status_set(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        }
+        ld_call_fail(c, &st);
+        return;
+    }
+    ld_call_reply(c, NULL);
+}
+
+static void put_recv(ld_call *c, grpc_byte_buffer *bb)
+{
+    put_state *p = ld_call_user(c);
+    if (!bb) {
+        if (ld_call_cancelled(c)) {
+            put_state_free(p);
+            ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "DoPut cancelled");
+            return;
+        }
+        put_finish(c);
+        return;
+    }
+    /* each message in a scratch arena: the reader copies what it keeps */
+    ld_arena scratch;
+    ld_arena_init(&scratch, NULL, 0, 0);
+    ld_status st = LD_STATUS_INIT;
+    Arrow__Flight__Protocol__FlightData *fd =
+            (Arrow__Flight__Protocol__FlightData *)ld_pb_unpack_bb(
+                    &arrow__flight__protocol__flight_data__descriptor, bb, &scratch, &st);
+    grpc_byte_buffer_destroy(bb);
+    int rc = fd ? 0 : -1;
+    if (fd && fd->flight_descriptor && !p->desc) {
+        size_t n = protobuf_c_message_get_packed_size(&fd->flight_descriptor->base);
+        uint8_t *tmp = malloc(n + 1);
+        if (tmp) {
+            protobuf_c_message_pack(&fd->flight_descriptor->base, tmp);
+            p->desc = (Descriptor *)protobuf_c_message_unpack(
+                    &arrow__flight__protocol__flight_descriptor__descriptor,
+                    ld_arena_pbc(ld_call_arena(c)), n, tmp);
+            free(tmp);
+        }
+        if (!p->desc)
+            rc = ld_status_set(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    }
+    if (rc == 0 && fd->data_header.len)
+        rc = ot_ipc_reader_feed(p->reader, fd->data_header.data, fd->data_header.len,
+                                fd->data_body.data, fd->data_body.len, &st);
+    ld_arena_destroy(&scratch);
+    p->messages++;
+    if (rc != 0) {
+        put_state_free(p);
+        ld_call_fail(c, &st);
+        return;
+    }
+    if (ld_call_recv(c, put_recv) != 0) {
+        put_state_free(p);
+        ld_call_failf(c, GRPC_STATUS_INTERNAL, NULL, "receive failed");
+    }
+}
+
+static void h_do_put(ld_call *c, const ProtobufCMessage *msg)
+{
+    put_state *p = ld_arena_calloc(ld_call_arena(c), 1, sizeof *p);
+    if (p) {
+        p->f = ld_call_ctx(c);
+        p->reader = ot_ipc_reader_new();
+    }
+    if (!p || !p->reader) {
+        ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return;
+    }
+    ot_ipc_reader_set_max_bytes(p->reader, p->f->max_upload_bytes);
+    ld_call_set_user(c, p);
+    if (ld_call_recv(c, put_recv) != 0) {
+        put_state_free(p);
+        ld_call_failf(c, GRPC_STATUS_INTERNAL, NULL, "receive failed");
+    }
+}
+
+/* ------------------------------------------------------------ GetFlightInfo */
+
+static void h_get_flight_info(ld_call *c, const ProtobufCMessage *msg)
+{
+    of_flight *f = ld_call_ctx(c);
+    const Descriptor *d = (const void *)msg;
+    size_t klen;
+    uint8_t *key = descriptor_key(d, ld_call_arena(c), &klen);
+    if (!key || !of_uploads_has(f->uploads, key, klen)) {
+        ld_call_failf(c, GRPC_STATUS_NOT_FOUND, NULL, "Flight not found.");
+        return;
+    }
+    ot_table empty = {0};
+    ld_buf schema = LD_BUF_INIT;
+    encapsulated_schema(&empty, &schema);
+    Arrow__Flight__Protocol__Ticket ticket = ARROW__FLIGHT__PROTOCOL__TICKET__INIT;
+    ticket.ticket.data = key; /* the ticket is the descriptor's key */
+    ticket.ticket.len = klen;
+    Arrow__Flight__Protocol__FlightEndpoint ep = ARROW__FLIGHT__PROTOCOL__FLIGHT_ENDPOINT__INIT;
+    ep.ticket = &ticket;
+    Arrow__Flight__Protocol__FlightEndpoint *eps[1] = {&ep};
+    Arrow__Flight__Protocol__FlightInfo info = ARROW__FLIGHT__PROTOCOL__FLIGHT_INFO__INIT;
+    info.schema.data = (uint8_t *)schema.data;
+    info.schema.len = schema.len;
+    info.flight_descriptor = (Descriptor *)d;
+    info.n_endpoint = 1;
+    info.endpoint = eps;
+    info.total_records = -1;
+    info.total_bytes = -1;
+    ld_call_reply(c, &info.base);
+    ld_buf_free(&schema);
+}
+
+/* ------------------------------------------------------------ DoGet */
+
+typedef struct get_state {
+    of_flight *f;
+    ProtobufCBinaryData ticket; /* in the call arena */
+    ot_table *result;
+    int64_t next_row;
+    int schema_sent;
+    ld_buf header, body;
+} get_state;
+
+static void get_state_free(get_state *g)
+{
+    ot_table_free(g->result);
+    g->result = NULL;
+    ld_buf_free(&g->header);
+    ld_buf_free(&g->body);
+}
+
+static void get_send_next(ld_call *c, int ok);
+
+static int send_flight_data(ld_call *c, get_state *g, ld_status *st)
+{
+    Arrow__Flight__Protocol__FlightData fd = ARROW__FLIGHT__PROTOCOL__FLIGHT_DATA__INIT;
+    fd.data_header.data = (uint8_t *)g->header.data;
+    fd.data_header.len = g->header.len;
+    fd.data_body.data = (uint8_t *)g->body.data;
+    fd.data_body.len = g->body.len;
+    if (ld_call_send(c, &fd.base, get_send_next) != 0)
+        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "send failed");
+    return 0;
+}
+
+static void get_send_next(ld_call *c, int ok)
+{
+    get_state *g = ld_call_user(c);
+    ld_status st = LD_STATUS_INIT;
+    if (!ok) {
+        get_state_free(g);
+        ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "DoGet cancelled");
+        return;
+    }
+    ld_buf_reset(&g->header);
+    ld_buf_reset(&g->body);
+    if (!g->schema_sent) {
+        g->schema_sent = 1;
+        ot_ipc_write_schema(g->result, &g->header);
+    } else if (g->next_row < g->result->n_rows) {
+        int64_t n = g->result->n_rows - g->next_row;
+        if (n > BATCH_ROWS)
+            n = BATCH_ROWS;
+        if (ot_ipc_write_batch(g->result, g->next_row, n, &g->header, &g->body, &st) != 0) {
+            get_state_free(g);
+            ld_call_fail(c, &st);
+            return;
+        }
+        g->next_row += n;
+    } else {
+        get_state_free(g);
+        ld_call_reply(c, NULL);
+        return;
+    }
+    if (send_flight_data(c, g, &st) != 0) {
+        get_state_free(g);
+        ld_call_fail(c, &st);
+    }
+}
+
+static void get_run(ld_call *c)
+{
+    get_state *g = ld_call_user(c);
+    ld_status st = LD_STATUS_INIT;
+    of_upload *e = of_uploads_take(g->f->uploads, g->ticket.data, g->ticket.len);
+    if (!e) {
+        ld_call_failf(c, GRPC_STATUS_NOT_FOUND, NULL, "unknown ticket: no upload is waiting");
+        return;
+    }
+    if (of_api_run(g->f->api, e->cmd, e->cmd_len, e->table, &g->result, &st) != 0) {
+        of_uploads_restore(g->f->uploads, e); /* the client may retry */
+        ld_call_fail(c, &st);
+        return;
+    }
+    of_upload_free(e);
+    get_send_next(c, 1);
+}
+
+static void h_do_get(ld_call *c, const ProtobufCMessage *msg)
+{
+    const Arrow__Flight__Protocol__Ticket *t = (const void *)msg;
+    get_state *g = ld_arena_calloc(ld_call_arena(c), 1, sizeof *g);
+    if (!g) {
+        ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return;
+    }
+    g->f = ld_call_ctx(c);
+    g->ticket = t->ticket; /* the request lives in the call arena */
+    ld_call_set_user(c, g);
+    if (ld_call_offload(c, get_run) != 0)
+        ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "offline server is busy");
+}
+
+/* ------------------------------------------------------------ the rest */
+
+static void h_get_schema(ld_call *c, const ProtobufCMessage *msg)
+{
+    of_flight *f = ld_call_ctx(c);
+    const Descriptor *d = (const void *)msg;
+    size_t klen;
+    uint8_t *key = descriptor_key(d, ld_call_arena(c), &klen);
+    if (!key || !of_uploads_has(f->uploads, key, klen)) {
+        ld_call_failf(c, GRPC_STATUS_NOT_FOUND, NULL, "Flight not found.");
+        return;
+    }
+    ot_table empty = {0};
+    ld_buf schema = LD_BUF_INIT;
+    encapsulated_schema(&empty, &schema);
+    Arrow__Flight__Protocol__SchemaResult r = ARROW__FLIGHT__PROTOCOL__SCHEMA_RESULT__INIT;
+    r.schema.data = (uint8_t *)schema.data;
+    r.schema.len = schema.len;
+    ld_call_reply(c, &r.base);
+    ld_buf_free(&schema);
+}
+
+typedef struct list_state {
+    uint8_t **keys;
+    size_t *lens;
+    size_t n, next;
+    ld_buf schema;
+} list_state;
+
+static void list_state_free(list_state *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->keys[i]);
+    free(l->keys);
+    free(l->lens);
+    ld_buf_free(&l->schema);
+    l->keys = NULL;
+    l->lens = NULL;
+    l->n = 0;
+}
+
+static void list_next(ld_call *c, int ok)
+{
+    list_state *l = ld_call_user(c);
+    if (!ok || l->next >= l->n) {
+        list_state_free(l);
+        if (ok)
+            ld_call_reply(c, NULL);
+        else
+            ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "ListFlights cancelled");
+        return;
+    }
+    size_t i = l->next++;
+    Descriptor *d = (Descriptor *)protobuf_c_message_unpack(
+            &arrow__flight__protocol__flight_descriptor__descriptor, NULL, l->lens[i], l->keys[i]);
+    Arrow__Flight__Protocol__FlightInfo info = ARROW__FLIGHT__PROTOCOL__FLIGHT_INFO__INIT;
+    info.schema.data = (uint8_t *)l->schema.data;
+    info.schema.len = l->schema.len;
+    info.flight_descriptor = d;
+    info.total_records = -1;
+    info.total_bytes = -1;
+    int rc = ld_call_send(c, &info.base, list_next);
+    if (d)
+        protobuf_c_message_free_unpacked(&d->base, NULL);
+    if (rc != 0) {
+        list_state_free(l);
+        ld_call_failf(c, GRPC_STATUS_INTERNAL, NULL, "send failed");
+    }
+}
+
+static void h_list_flights(ld_call *c, const ProtobufCMessage *msg)
+{
+    of_flight *f = ld_call_ctx(c);
+    list_state *l = ld_arena_calloc(ld_call_arena(c), 1, sizeof *l);
+    if (!l) {
+        ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return;
+    }
+    l->n = of_uploads_keys(f->uploads, &l->keys, &l->lens);
+    ot_table empty = {0};
+    encapsulated_schema(&empty, &l->schema);
+    ld_call_set_user(c, l);
+    list_next(c, 1);
+}
+
+static const struct {
+    const char *type, *description;
+} actions[] = {
+        {"offline_write_batch", "Append rows to a feature view's batch source (via DoPut)"},
+        {"write_logged_features", "Write a feature service's logged features (via DoPut)"},
+        {"persist", "Persist a retrieval as a saved dataset (via DoPut)"},
+};
+
+static void actions_next(ld_call *c, int ok)
+{
+    size_t *next = ld_call_user(c);
+    if (!ok || *next >= sizeof actions / sizeof actions[0]) {
+        if (ok)
+            ld_call_reply(c, NULL);
+        else
+            ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "ListActions cancelled");
+        return;
+    }
+    Arrow__Flight__Protocol__ActionType a = ARROW__FLIGHT__PROTOCOL__ACTION_TYPE__INIT;
+    a.type = (char *)actions[*next].type;
+    a.description = (char *)actions[*next].description;
+    (*next)++;
+    if (ld_call_send(c, &a.base, actions_next) != 0)
+        ld_call_failf(c, GRPC_STATUS_INTERNAL, NULL, "send failed");
+}
+
+static void h_list_actions(ld_call *c, const ProtobufCMessage *msg)
+{
+    size_t *next = ld_arena_calloc(ld_call_arena(c), 1, sizeof *next);
+    if (!next) {
+        ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return;
+    }
+    ld_call_set_user(c, next);
+    actions_next(c, 1);
+}
+
+static void h_do_action(ld_call *c, const ProtobufCMessage *msg)
+{
+    const Arrow__Flight__Protocol__Action *a = (const void *)msg;
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+        if (strcmp(a->type, actions[i].type) == 0) {
+            ld_call_failf(c, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                          "action %s takes a table: send it with DoPut and a command whose "
+                          "api is %s",
+                          a->type, a->type);
+            return;
+        }
+    ld_call_failf(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "unknown action '%s' (see ListActions)",
+                  a->type);
+}
+
+/* Handshake: accept (authentication comes with the auth work), echo the
+ * client's protocol version and payload. */
+static void handshake_recv(ld_call *c, grpc_byte_buffer *bb);
+
+static void handshake_sent(ld_call *c, int ok)
+{
+    if (!ok) {
+        ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "Handshake cancelled");
+        return;
+    }
+    if (ld_call_recv(c, handshake_recv) != 0)
+        ld_call_failf(c, GRPC_STATUS_INTERNAL, NULL, "receive failed");
+}
+
+static void handshake_recv(ld_call *c, grpc_byte_buffer *bb)
+{
+    if (!bb) {
+        ld_call_reply(c, NULL);
+        return;
+    }
+    ld_status st = LD_STATUS_INIT;
+    Arrow__Flight__Protocol__HandshakeRequest *r =
+            (Arrow__Flight__Protocol__HandshakeRequest *)ld_pb_unpack_bb(
+                    &arrow__flight__protocol__handshake_request__descriptor, bb, ld_call_arena(c),
+                    &st);
+    grpc_byte_buffer_destroy(bb);
+    if (!r) {
+        ld_call_fail(c, &st);
+        return;
+    }
+    Arrow__Flight__Protocol__HandshakeResponse resp =
+            ARROW__FLIGHT__PROTOCOL__HANDSHAKE_RESPONSE__INIT;
+    resp.protocol_version = r->protocol_version;
+    resp.payload = r->payload;
+    if (ld_call_send(c, &resp.base, handshake_sent) != 0)
+        ld_call_failf(c, GRPC_STATUS_INTERNAL, NULL, "send failed");
+}
+
+static void h_handshake(ld_call *c, const ProtobufCMessage *msg)
+{
+    if (ld_call_recv(c, handshake_recv) != 0)
+        ld_call_failf(c, GRPC_STATUS_INTERNAL, NULL, "receive failed");
+}
+
+static void h_unimplemented(ld_call *c, const ProtobufCMessage *msg)
+{
+    ld_call_failf(c, GRPC_STATUS_UNIMPLEMENTED, NULL,
+                  "%s is not implemented by larder-offline (Feast's remote-offline protocol "
+                  "uses DoPut, GetFlightInfo and DoGet)",
+                  ld_call_method(c)->name);
+}
+
+#define MSG(n) &arrow__flight__protocol__##n##__descriptor
+
+int of_flight_register(ld_server *srv, of_flight *f, ld_status *st)
+{
+    static const ld_method methods[] = {
+            {.name = FLIGHT "Handshake",
+             .kind = LD_RPC_BIDI,
+             .request = MSG(handshake_request),
+             .handler = h_handshake},
+            {.name = FLIGHT "ListFlights",
+             .kind = LD_RPC_SERVER_STREAM,
+             .request = MSG(criteria),
+             .handler = h_list_flights},
+            {.name = FLIGHT "GetFlightInfo",
+             .kind = LD_RPC_UNARY,
+             .request = MSG(flight_descriptor),
+             .handler = h_get_flight_info},
+            {.name = FLIGHT "PollFlightInfo",
+             .kind = LD_RPC_UNARY,
+             .request = MSG(flight_descriptor),
+             .handler = h_unimplemented},
+            {.name = FLIGHT "GetSchema",
+             .kind = LD_RPC_UNARY,
+             .request = MSG(flight_descriptor),
+             .handler = h_get_schema},
+            {.name = FLIGHT "DoGet",
+             .kind = LD_RPC_SERVER_STREAM,
+             .request = MSG(ticket),
+             .handler = h_do_get},
+            {.name = FLIGHT "DoPut",
+             .kind = LD_RPC_BIDI,
+             .request = MSG(flight_data),
+             .handler = h_do_put},
+            {.name = FLIGHT "DoExchange",
+             .kind = LD_RPC_BIDI,
+             .request = MSG(flight_data),
+             .handler = h_unimplemented},
+            {.name = FLIGHT "DoAction",
+             .kind = LD_RPC_SERVER_STREAM,
+             .request = MSG(action),
+             .handler = h_do_action},
+            {.name = FLIGHT "ListActions",
+             .kind = LD_RPC_SERVER_STREAM,
+             .request = MSG(empty),
+             .handler = h_list_actions},
+    };
+    return ld_server_add_methods(srv, methods, sizeof methods / sizeof methods[0], f, st);
+}
+
+of_flight *of_flight_new(of_api *api, int64_t upload_ttl_us, size_t max_upload_bytes, ld_status *st)
+{
+    of_flight *f = calloc(1, sizeof *f);
+    if (f)
+        f->uploads = of_uploads_new(upload_ttl_us, max_upload_bytes);
+    if (!f || !f->uploads) {
+        free(f);
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return NULL;
+    }
+    f->api = api;
+    f->max_upload_bytes = (int64_t)max_upload_bytes;
+    return f;
+}
+
+void of_flight_free(of_flight *f)
+{
+    if (!f)
+        return;
+    of_uploads_free(f->uploads);
+    free(f);
+}
