@@ -201,55 +201,63 @@ static void write_done(void *arg, const ld_status *st)
     ld_call_reply_copy(c, ok, sizeof ok);
 }
 
+/* The map entries of PushRequest and WriteToOnlineStoreRequest: protoc-c
+ * generates one struct per map, all of these two shapes. */
+typedef struct str_entry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+} str_entry;
+
+typedef struct typed_entry {
+    ProtobufCMessage base;
+    char *key;
+    Feast__Types__Value *value;
+} typed_entry;
+
 /* One row from a string map or a typed map (not both), as Feast does. */
-static int one_row(ld_arena *a, size_t n_str, char *const *keys_str, char *const *vals_str,
-                   size_t n_typed, char *const *keys_typed, Feast__Types__Value *const *vals_typed,
-                   ol_column_in **cols, size_t *n_cols, ld_status *st)
+static int one_row(ld_arena *a, str_entry *const *strs, size_t n_str, typed_entry *const *typed,
+                   size_t n_typed, ol_write_request *req, ld_status *st)
 {
     if (n_str && n_typed)
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                              "set either features or typed_features, not both");
     size_t n = n_str ? n_str : n_typed;
     ol_column_in *c = ld_arena_calloc(a, n + 1, sizeof *c);
-    if (!c)
+    Feast__Types__Value **v = ld_arena_calloc(a, n + 1, sizeof *v);
+    if (!c || !v)
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
     for (size_t i = 0; i < n; i++) {
-        Feast__Types__Value **v = ld_arena_calloc(a, 1, sizeof *v);
-        if (!v)
-            return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "oom");
         if (n_str) {
-            c[i].name = keys_str[i];
-            v[0] = ld_value_string(a, vals_str[i], strlen(vals_str[i]));
+            c[i].name = strs[i]->key;
+            v[i] = ld_value_string(a, strs[i]->value, strlen(strs[i]->value));
+            if (!v[i])
+                return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
         } else {
-            c[i].name = keys_typed[i];
-            v[0] = vals_typed[i];
+            c[i].name = typed[i]->key;
+            v[i] = typed[i]->value;
         }
-        c[i].values = v;
+        c[i].values = &v[i];
         c[i].n = 1;
     }
-    *cols = c;
-    *n_cols = n;
+    req->columns = c;
+    req->n_columns = n;
     return 0;
 }
 
-#define COLLECT(arr, n, field, out)                                                                \
-    do {                                                                                           \
-        out = ld_arena_calloc(a, (n) + 1, sizeof *out);                                            \
-        for (size_t i_ = 0; out && i_ < (n); i_++)                                                 \
-            out[i_] = arr[i_]->field;                                                              \
-    } while (0)
+static void submit_write(ld_call *c, ol_write_request *req, str_entry *const *strs, size_t n_str,
+                         typed_entry *const *typed, size_t n_typed)
+{
+    ld_status st = LD_STATUS_INIT;
+    ld_arena *a = ld_call_arena(c);
+    if (one_row(a, strs, n_str, typed, n_typed, req, &st) != 0 ||
+        ol_serve_write(CORE(c), req, a, ld_call_deadline_us(c), write_done, c, &st) != 0)
+        ld_call_fail(c, &st);
+}
 
 static void h_push(ld_call *c, const ProtobufCMessage *msg)
 {
     const PushRequest *r = (const void *)msg;
-    ld_arena *a = ld_call_arena(c);
-    ld_status st = LD_STATUS_INIT;
-    char **ks, **vs, **kt;
-    Feast__Types__Value **vt;
-    COLLECT(r->features, r->n_features, key, ks);
-    COLLECT(r->features, r->n_features, value, vs);
-    COLLECT(r->typed_features, r->n_typed_features, key, kt);
-    COLLECT(r->typed_features, r->n_typed_features, value, vt);
     ol_write_request req = {0};
     req.push_source_name = r->stream_feature_view;
     req.allow_registry_cache = r->allow_registry_cache;
@@ -265,27 +273,13 @@ static void h_push(ld_call *c, const ProtobufCMessage *msg)
                       "to must be online, offline or online_and_offline, not '%s'", r->to);
         return;
     }
-    if (!ks || !vs || !kt || !vt ||
-        one_row(a, r->n_features, ks, vs, r->n_typed_features, kt, vt, &req.columns, &req.n_columns,
-                &st) != 0 ||
-        ol_serve_write(CORE(c), &req, a, ld_call_deadline_us(c), write_done, c, &st) != 0) {
-        if (ld_status_ok(&st))
-            ld_status_set(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
-        ld_call_fail(c, &st);
-    }
+    submit_write(c, &req, (str_entry *const *)r->features, r->n_features,
+                 (typed_entry *const *)r->typed_features, r->n_typed_features);
 }
 
 static void h_write(ld_call *c, const ProtobufCMessage *msg)
 {
     const WriteToOnlineStoreRequest *r = (const void *)msg;
-    ld_arena *a = ld_call_arena(c);
-    ld_status st = LD_STATUS_INIT;
-    char **ks, **vs, **kt;
-    Feast__Types__Value **vt;
-    COLLECT(r->features, r->n_features, key, ks);
-    COLLECT(r->features, r->n_features, value, vs);
-    COLLECT(r->typed_features, r->n_typed_features, key, kt);
-    COLLECT(r->typed_features, r->n_typed_features, value, vt);
     ol_write_request req = {0};
     req.feature_view_name = r->feature_view_name;
     req.allow_registry_cache = r->allow_registry_cache;
@@ -294,14 +288,8 @@ static void h_write(ld_call *c, const ProtobufCMessage *msg)
         ld_call_failf(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "feature_view_name is empty");
         return;
     }
-    if (!ks || !vs || !kt || !vt ||
-        one_row(a, r->n_features, ks, vs, r->n_typed_features, kt, vt, &req.columns, &req.n_columns,
-                &st) != 0 ||
-        ol_serve_write(CORE(c), &req, a, ld_call_deadline_us(c), write_done, c, &st) != 0) {
-        if (ld_status_ok(&st))
-            ld_status_set(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "request too large");
-        ld_call_fail(c, &st);
-    }
+    submit_write(c, &req, (str_entry *const *)r->features, r->n_features,
+                 (typed_entry *const *)r->typed_features, r->n_typed_features);
 }
 
 int ol_grpc_register(ld_server *srv, ol_server *core, ld_status *st)

@@ -12,6 +12,7 @@
 #include "feast/core/OnDemandFeatureView.pb-c.h"
 #include "feast/core/StreamFeatureView.pb-c.h"
 #include "ld_regclient.h"
+#include "ld_ticker.h"
 #include "ld_log.h"
 #include "ld_murmur3.h"
 #include "ld_time.h"
@@ -27,11 +28,7 @@ struct ol_registry {
     pthread_mutex_t mu;
     ol_snapshot *snap;
     atomic_int stale;
-    pthread_t refresher;
-    int refresher_running;
-    pthread_mutex_t stop_mu;
-    pthread_cond_t stop_cv;
-    int stopping;
+    ld_ticker *refresher;
 };
 
 /* ------------------------------------------------------------ snapshot */
@@ -307,28 +304,13 @@ int ol_registry_stale(ol_registry *r)
     return atomic_load(&r->stale);
 }
 
-static void *refresher_main(void *arg)
+static void refresh_tick(void *arg)
 {
     ol_registry *r = arg;
-    pthread_mutex_lock(&r->stop_mu);
-    while (!r->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (r->ttl_us % 1000000) * 1000;
-        ts.tv_sec += r->ttl_us / 1000000 + ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&r->stop_cv, &r->stop_mu, &ts);
-        if (r->stopping)
-            break;
-        pthread_mutex_unlock(&r->stop_mu);
-        ld_status st = LD_STATUS_INIT;
-        if (ol_registry_refresh(r, &st) != 0)
-            ld_warn("registry refresh failed, serving the snapshot of %s: %s",
-                    r->snap ? "an earlier load" : "nothing", st.msg);
-        pthread_mutex_lock(&r->stop_mu);
-    }
-    pthread_mutex_unlock(&r->stop_mu);
-    return NULL;
+    ld_status st = LD_STATUS_INIT;
+    if (ol_registry_refresh(r, &st) != 0)
+        ld_warn("registry refresh failed, serving the snapshot of %s: %s",
+                r->snap ? "an earlier load" : "nothing", st.msg);
 }
 
 ol_registry *ol_registry_new(const ld_config *cfg, ld_status *st)
@@ -339,8 +321,6 @@ ol_registry *ol_registry_new(const ld_config *cfg, ld_status *st)
         return NULL;
     }
     pthread_mutex_init(&r->mu, NULL);
-    pthread_mutex_init(&r->stop_mu, NULL);
-    pthread_cond_init(&r->stop_cv, NULL);
     r->project = strdup(cfg->project);
     r->ttl_us = (int64_t)cfg->registry.cache_ttl_seconds * 1000000;
     r->src = ld_regclient_new(cfg, st);
@@ -352,8 +332,8 @@ ol_registry *ol_registry_new(const ld_config *cfg, ld_status *st)
     if (ol_registry_refresh(r, &lst) != 0)
         ld_warn("registry not loaded yet (%s); retrying every %lld s", lst.msg,
                 (long long)(r->ttl_us / 1000000));
-    if (r->ttl_us > 0 && pthread_create(&r->refresher, NULL, refresher_main, r) == 0)
-        r->refresher_running = 1;
+    if (r->ttl_us > 0)
+        r->refresher = ld_ticker_start(r->ttl_us, refresh_tick, r);
     return r;
 }
 
@@ -361,18 +341,10 @@ void ol_registry_free(ol_registry *r)
 {
     if (!r)
         return;
-    if (r->refresher_running) {
-        pthread_mutex_lock(&r->stop_mu);
-        r->stopping = 1;
-        pthread_cond_broadcast(&r->stop_cv);
-        pthread_mutex_unlock(&r->stop_mu);
-        pthread_join(r->refresher, NULL);
-    }
+    ld_ticker_stop(r->refresher);
     ol_snapshot_unref(r->snap);
     ld_regclient_free(r->src);
     free(r->project);
     pthread_mutex_destroy(&r->mu);
-    pthread_mutex_destroy(&r->stop_mu);
-    pthread_cond_destroy(&r->stop_cv);
     free(r);
 }

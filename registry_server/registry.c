@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "ld_log.h"
+#include "ld_ticker.h"
 #include "ld_time.h"
 
 static void publish(registry *r, catalog *c)
@@ -86,27 +87,12 @@ out:
     return rc;
 }
 
-static void *refresher_main(void *arg)
+static void refresh_tick(void *arg)
 {
     registry *r = arg;
-    pthread_mutex_lock(&r->stop_mu);
-    while (!r->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (r->cache_ttl_us % 1000000) * 1000;
-        ts.tv_sec += r->cache_ttl_us / 1000000 + ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&r->stop_cv, &r->stop_mu, &ts);
-        if (r->stopping)
-            break;
-        pthread_mutex_unlock(&r->stop_mu);
-        ld_status st = LD_STATUS_INIT;
-        if (registry_refresh(r, 0, &st) != 0)
-            ld_warn("registry refresh failed (serving the last snapshot): %s", st.msg);
-        pthread_mutex_lock(&r->stop_mu);
-    }
-    pthread_mutex_unlock(&r->stop_mu);
-    return NULL;
+    ld_status st = LD_STATUS_INIT;
+    if (registry_refresh(r, 0, &st) != 0)
+        ld_warn("registry refresh failed (serving the last snapshot): %s", st.msg);
 }
 
 /* SQLAlchemy URLs name a driver ("postgresql+psycopg://"); libpq wants the
@@ -135,8 +121,6 @@ registry *registry_new(const ld_config *cfg, ld_status *st)
     }
     pthread_mutex_init(&r->snap_mu, NULL);
     pthread_mutex_init(&r->write_mu, NULL);
-    pthread_mutex_init(&r->stop_mu, NULL);
-    pthread_cond_init(&r->stop_cv, NULL);
     r->max_request_bytes = (size_t)cfg->larder.registry_max_request_bytes;
     r->max_page_size = (size_t)cfg->larder.registry_max_page_size;
     r->max_objects_per_project = (size_t)cfg->larder.registry_max_objects_per_project;
@@ -172,10 +156,8 @@ registry *registry_new(const ld_config *cfg, ld_status *st)
             c->kinds[CAT_FEATURE_VIEW].n, r->store->ops->name, (ld_mono_us() - t0) / 1000.0);
     r->snap = c;
     r->loaded_us = ld_mono_us();
-    if (r->is_sql && r->cache_ttl_us > 0) {
-        if (pthread_create(&r->refresher, NULL, refresher_main, r) == 0)
-            r->refresher_running = 1;
-    }
+    if (r->is_sql && r->cache_ttl_us > 0)
+        r->refresher = ld_ticker_start(r->cache_ttl_us, refresh_tick, r);
     return r;
 }
 
@@ -183,19 +165,11 @@ void registry_free(registry *r)
 {
     if (!r)
         return;
-    if (r->refresher_running) {
-        pthread_mutex_lock(&r->stop_mu);
-        r->stopping = 1;
-        pthread_cond_broadcast(&r->stop_cv);
-        pthread_mutex_unlock(&r->stop_mu);
-        pthread_join(r->refresher, NULL);
-    }
+    ld_ticker_stop(r->refresher);
     if (r->store)
         r->store->ops->free(r->store);
     cat_unref(r->snap);
     pthread_mutex_destroy(&r->snap_mu);
     pthread_mutex_destroy(&r->write_mu);
-    pthread_mutex_destroy(&r->stop_mu);
-    pthread_cond_destroy(&r->stop_cv);
     free(r);
 }

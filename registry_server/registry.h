@@ -30,11 +30,7 @@ typedef struct registry {
     size_t max_page_size;
     size_t max_objects_per_project;
     /* background refresh (sql backend: other replicas' writes) */
-    pthread_t refresher;
-    int refresher_running;
-    pthread_mutex_t stop_mu;
-    pthread_cond_t stop_cv;
-    int stopping;
+    struct ld_ticker *refresher;
 } registry;
 
 registry *registry_new(const ld_config *cfg, ld_status *st);
