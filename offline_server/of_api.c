@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,11 +21,26 @@
 #include "ot_ipc.h"
 #include "ot_pit.h"
 
+/* A fetched registry, shared by the commands that use it: a refresh swaps
+ * in a new one and the old one goes when its last user is done. */
+typedef struct reg_copy {
+    atomic_int refs;
+    Feast__Core__Registry *r;
+} reg_copy;
+
+static void reg_copy_unref(reg_copy *c)
+{
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+        feast__core__registry__free_unpacked(c->r, NULL);
+        free(c);
+    }
+}
+
 struct of_api {
     const ld_config *cfg;
     ld_regclient *reg;
     pthread_mutex_t mu;
-    Feast__Core__Registry *cached;
+    reg_copy *cached;
     int64_t fetched_us;
     int64_t ttl_us;
     int threads;
@@ -94,8 +110,9 @@ int of_api_classify(const char *cmd, size_t len, of_api_kind *kind, ld_status *s
 
 /* ------------------------------------------------------------ registry */
 
-/* The registry, fetched at most every cache_ttl_seconds (blocking; pool). */
-static Feast__Core__Registry *registry(of_api *a, ld_status *st)
+/* The registry, fetched at most every cache_ttl_seconds (blocking; pool),
+ * referenced: release with reg_copy_unref. */
+static reg_copy *registry(of_api *a, ld_status *st)
 {
     pthread_mutex_lock(&a->mu);
     if (!a->cached || ld_mono_us() - a->fetched_us > a->ttl_us) {
@@ -104,23 +121,30 @@ static Feast__Core__Registry *registry(of_api *a, ld_status *st)
         if (ld_regclient_fetch_bytes(a->reg, &bytes, &len, st) == 0) {
             Feast__Core__Registry *r = feast__core__registry__unpack(NULL, len, bytes);
             free(bytes);
-            if (r) {
-                if (a->cached)
-                    feast__core__registry__free_unpacked(a->cached, NULL);
-                a->cached = r;
+            reg_copy *c = r ? calloc(1, sizeof *c) : NULL;
+            if (c) {
+                atomic_init(&c->refs, 1);
+                c->r = r;
+                reg_copy_unref(a->cached);
+                a->cached = c;
                 a->fetched_us = ld_mono_us();
             } else {
+                if (r)
+                    feast__core__registry__free_unpacked(r, NULL);
                 ld_status_set(st, GRPC_STATUS_DATA_LOSS, NULL, "registry does not parse");
             }
         } else if (a->cached) {
             ld_warn("registry refresh failed, using the last copy: %s", st->msg);
+            ld_status_clear(st);
         }
     }
-    Feast__Core__Registry *r = a->cached;
+    reg_copy *c = a->cached;
+    if (c)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&a->mu);
-    if (!r && ld_status_ok(st))
+    if (!c && ld_status_ok(st))
         ld_status_set(st, GRPC_STATUS_UNAVAILABLE, NULL, "registry not available");
-    return r;
+    return c;
 }
 
 static int in_project(const char *p, const char *project)
@@ -335,17 +359,16 @@ static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_stat
     if (!name || !ts)
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                              "the command needs data_source_name and timestamp_field");
-    Feast__Core__Registry *r = registry(a, st);
-    if (!r)
+    reg_copy *rc_ = registry(a, st);
+    if (!rc_)
         return -1;
-    pthread_mutex_lock(&a->mu); /* the registry copy stays while we read it */
-    const Feast__Core__DataSource *ds = find_source(r, a->cfg->project, name);
+    const Feast__Core__DataSource *ds = find_source(rc_->r, a->cfg->project, name);
     ot_table *src = NULL;
     int rc = ds ? of_load_source(a->cfg, ds, &src, st)
                 : ld_status_set(st, GRPC_STATUS_NOT_FOUND, "DataSourceObjectNotFoundException",
                                 "Data source %s does not exist in project %s", name,
                                 a->cfg->project);
-    pthread_mutex_unlock(&a->mu);
+    reg_copy_unref(rc_);
     if (rc != 0)
         return -1;
     ld_arena ar;
@@ -519,16 +542,16 @@ static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_tab
     if (!json_is_array(names) || !json_is_array(refs) || !nv || !nr)
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                              "the command needs feature_view_names and feature_refs");
-    Feast__Core__Registry *r = registry(a, st);
-    if (!r)
+    reg_copy *copy = registry(a, st);
+    if (!copy)
         return -1;
+    const Feast__Core__Registry *r = copy->r;
     ld_arena ar;
     ld_arena_init(&ar, NULL, 0, 0);
     ot_pit_view *views = ld_arena_calloc(&ar, nv + 1, sizeof *views);
     ot_table **sources = ld_arena_calloc(&ar, nv + 1, sizeof *sources);
     int rc = -1;
     size_t built = 0;
-    pthread_mutex_lock(&a->mu);
     for (size_t v = 0; v < nv; v++) {
         const char *vname = json_string_value(json_array_get(names, v));
         const char *alias = json_string_value(json_array_get(aliases, v));
@@ -593,7 +616,7 @@ static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_tab
     }
     rc = ot_pit_join(entities, ts_col, views, nv, a->threads, result, st);
 unlock:
-    pthread_mutex_unlock(&a->mu);
+    reg_copy_unref(copy);
     for (size_t i = 0; i < built; i++)
         ot_table_free(sources[i]);
     ld_arena_destroy(&ar);
@@ -651,8 +674,7 @@ void of_api_free(of_api *a)
 {
     if (!a)
         return;
-    if (a->cached)
-        feast__core__registry__free_unpacked(a->cached, NULL);
+    reg_copy_unref(a->cached);
     ld_regclient_free(a->reg);
     pthread_mutex_destroy(&a->mu);
     free(a);
