@@ -281,8 +281,8 @@ typedef struct ld_larder_config {
     int online_max_rows;            /* 10000: entity rows in one online request */
     int online_max_values;          /* 1000000: rows x features in one online request */
     bool online_python_statuses;    /* false: Go/Java statuses with TTL; true: Feast Python's */
-    int registry_max_request_bytes;       /* 4 MiB: largest object a client may apply */
-    int registry_max_page_size;           /* 10000: largest pagination limit accepted */
+    int registry_max_request_bytes; /* 4 MiB: largest object a client may apply */
+    int registry_max_page_size;     /* 10000: largest pagination limit accepted */
     int registry_max_objects_per_project; /* 100000: objects of one kind in one project */
 } ld_larder_config;
 

@@ -857,8 +857,8 @@ void ld_server_shutdown(ld_server *s)
     grpc_event ev;
     int done = 0;
     for (;;) {
-        gpr_timespec step = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                         gpr_time_from_millis(10, GPR_TIMESPAN));
+        gpr_timespec step =
+                gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(10, GPR_TIMESPAN));
         ev = grpc_completion_queue_pluck(scq, &shutdown_tag, step, NULL);
         if (ev.type == GRPC_OP_COMPLETE) {
             done = 1;
