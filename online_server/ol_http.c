@@ -40,9 +40,11 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -600,11 +602,25 @@ static const char *method_name(enum evhttp_cmd_type m)
     return "?";
 }
 
+/* Responses are written in one piece: turn Nagle off, or a response that
+ * spans segments waits for the client's delayed ACK (40 ms) whenever the
+ * previous segment is unacknowledged. evhttp does not set it. */
+static void set_nodelay(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     http_loop *l = arg;
     ol_http *h = l->h;
     int64_t start_us = ld_mono_us();
+    set_nodelay(req);
     l->unfinished++;
     char peer[64];
     peer_of(req, peer, sizeof peer);
