@@ -14,7 +14,9 @@ HTTP (wrk, POST /get-online-features), 32 calls in flight unless noted:
   1x50 on PostgreSQL and on SQLite (32 and 1 in flight over gRPC, 32 over HTTP).
 References in the same run: the same larder-online's gRPC health Check and
 HTTP GET /health (32 and 1 in flight), and redis-benchmark HMGET of 10 fields
-(one view's worth) on a plain-text hash, 32 and 1 clients.
+(one view's worth) on a plain-text hash with as many fields as an entity's,
+32 and 1 clients. Redis INFO commandstats gives HMGETs per call and the time
+inside each HMGET.
 
 Every request body is fixed: ld-load and wrk repeat the same body for every
 call (entity ids drawn once, at random, with a fixed seed).
@@ -34,7 +36,9 @@ response is verified before it is measured. PostgreSQL and SQLite get fv_0..fv_4
 
 usage: bench/online_bench.py [--build DIR] [--quick] [--skip-sql] [--rounds N]
                              [--duration S] [--cases SUBSTR,...] [--out DIR]
-                             [--wrap-online CMD]
+                             [--wait-idle S] [--redis-args ARGS] [--wrap-online CMD]
+The binaries are copied out of --build at start (a rebuild during the run cannot
+change them); the report names the git revision and build time they came from.
 Needs /usr/bin/python3 with grpcio/protobuf, protoc + grpc_python_plugin,
 redis-server, redis-benchmark, wrk (apt-get install wrk), PostgreSQL server
 binaries for the PostgreSQL case, and ld-load built in --build.
@@ -167,25 +171,40 @@ def tail(path, n=30):
 
 
 class Proc:
-    """A child process with its output in a log file, stopped by its PID."""
+    """A child process with its output in a log file, stopped by its PID. With
+    group=True (a wrapped server: strace, valgrind, env ...) it gets its own
+    process group and the signal goes to that group, so a wrapper that does not
+    forward signals cannot leave the server behind."""
     live = []
 
-    def __init__(self, name, argv, log):
-        self.name, self.log = name, log
+    def __init__(self, name, argv, log, group=False):
+        self.name, self.log, self.group = name, log, group
         with open(log, "wb") as lf:
             self.proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, start_new_session=group)
         self.pid = self.proc.pid
         Proc.live.append(self)
 
+    def _signal(self, sig):
+        try:
+            if self.group:
+                os.killpg(self.pid, sig)  # the group we created: same id as our child
+            else:
+                self.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            self._signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal(signal.SIGKILL)
                 self.proc.wait()
+        if self.group:  # members of the group still alive after the leader exited
+            time.sleep(0.2)
+            self._signal(signal.SIGKILL)
         if self in Proc.live:
             Proc.live.remove(self)
 
@@ -472,7 +491,7 @@ class Online:
             os.path.join(build, "online_server/larder-online"), "-c", yaml,
             "--port", str(self.port), "--http-port", str(self.http_port), "--no-access-log"]
         self.log = os.path.join(d, "log")
-        self.p = Proc(f"larder-online ({name})", argv, self.log)
+        self.p = Proc(f"larder-online ({name})", argv, self.log, group=bool(wrap))
         wait_port(self.port, self.p.proc, self.log, timeout=120 if wrap else 30)
         wait_port(self.http_port, self.p.proc, self.log, timeout=120 if wrap else 30)
 
