@@ -16,19 +16,10 @@
 
 /* ------------------------------------------------------------ encoding */
 
-static void put_varint(ld_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n] = v & 0x7f;
-        v >>= 7;
-        if (v)
-            tmp[n] |= 0x80;
-        n++;
-    } while (v);
-    ld_buf_append(b, tmp, n);
-}
+/* GetOnlineFeaturesResponse{metadata = 1 {feature_names = 1 {val = 1}},
+ * results = 2 [FeatureVector{values = 1, statuses = 2 (packed),
+ * event_timestamps = 3}]}, written from the stored Value bytes. The size is
+ * computed first, then everything is written into one exact buffer. */
 
 static size_t varint_len(uint64_t v)
 {
@@ -40,88 +31,136 @@ static size_t varint_len(uint64_t v)
     return n;
 }
 
-static void put_tag_len(ld_buf *b, int field, size_t len)
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
 {
-    put_varint(b, ((uint64_t)field << 3) | 2);
-    put_varint(b, len);
-}
-
-static size_t timestamp_len(int64_t us)
-{
-    if (!us)
-        return 0;
-    int64_t s = us / 1000000, n = (us % 1000000) * 1000;
-    if (n < 0) {
-        n += 1000000000;
-        s -= 1;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
     }
-    return (s ? 1 + varint_len((uint64_t)s) : 0) + (n ? 1 + varint_len((uint64_t)n) : 0);
+    *p++ = (uint8_t)v;
+    return p;
 }
 
-static void put_timestamp(ld_buf *b, int field, int64_t us)
+/* length-delimited field header: tag (field < 16: one byte) and length */
+static uint8_t *put_tag_len(uint8_t *p, int field, size_t len)
 {
-    put_tag_len(b, field, timestamp_len(us));
+    *p++ = (uint8_t)((field << 3) | 2);
+    return put_varint(p, len);
+}
+
+static size_t ld_len(size_t len)
+{
+    return 1 + varint_len(len) + len;
+}
+
+/* google.protobuf.Timestamp of `us` (0: the empty message) */
+typedef struct ts_enc {
+    uint8_t b[24];
+    size_t n;
+} ts_enc;
+
+static void ts_encode(int64_t us, ts_enc *t)
+{
+    t->n = 0;
     if (!us)
         return;
-    int64_t s = us / 1000000, n = (us % 1000000) * 1000;
-    if (n < 0) {
-        n += 1000000000;
+    int64_t s = us / 1000000, ns = (us % 1000000) * 1000;
+    if (ns < 0) {
+        ns += 1000000000;
         s -= 1;
     }
+    uint8_t *p = t->b;
     if (s) {
-        put_varint(b, 1 << 3);
-        put_varint(b, (uint64_t)s);
+        *p++ = 1 << 3;
+        p = put_varint(p, (uint64_t)s);
     }
-    if (n) {
-        put_varint(b, 2 << 3);
-        put_varint(b, (uint64_t)n);
+    if (ns) {
+        *p++ = 2 << 3;
+        p = put_varint(p, (uint64_t)ns);
     }
+    t->n = (size_t)(p - t->b);
 }
 
-/* GetOnlineFeaturesResponse{metadata = 1 {feature_names = 1 {val = 1}},
- * results = 2 [FeatureVector{values = 1, statuses = 2 (packed),
- * event_timestamps = 3}]}, written from the stored Value bytes. */
-static void encode_response(const ol_get_response *r, ld_buf *b)
+static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
 {
     size_t names = 0;
-    for (size_t c = 0; c < r->n_cols; c++) {
-        size_t l = strlen(r->cols[c].name);
-        names += 1 + varint_len(l) + l;
+    for (size_t c = 0; c < r->n_cols; c++)
+        names += ld_len(strlen(r->cols[c].name));
+    size_t total = ld_len(ld_len(names));
+    size_t *body = malloc((r->n_cols + 1) * sizeof *body);
+    size_t *stats = malloc((r->n_cols + 1) * sizeof *stats);
+    if (!body || !stats) {
+        free(body);
+        free(stats);
+        return NULL;
     }
-    put_tag_len(b, 1, 1 + varint_len(names) + names);
-    put_tag_len(b, 1, names);
-    for (size_t c = 0; c < r->n_cols; c++) {
-        size_t l = strlen(r->cols[c].name);
-        put_tag_len(b, 1, l);
-        ld_buf_append(b, r->cols[c].name, l);
-    }
+    /* timestamps repeat along a view's columns: encode each distinct run once */
+    ts_enc te = {.n = 0};
+    int64_t te_us = 0;
     for (size_t c = 0; c < r->n_cols; c++) {
         const ol_column_out *col = &r->cols[c];
-        size_t vals = 0, stats = 0, tss = 0;
+        size_t b = 0, st = 0;
         for (size_t i = 0; i < r->n_rows; i++) {
-            size_t vl = col->val[i] ? col->val_len[i] : 0;
-            vals += 1 + varint_len(vl) + vl;
-            stats += varint_len(col->status[i]);
-            size_t tl = timestamp_len(col->ts_us[i]);
-            tss += 1 + varint_len(tl) + tl;
+            b += ld_len(col->val[i] ? col->val_len[i] : 0);
+            st += varint_len(col->status[i]);
+            if (col->ts_us[i] != te_us) {
+                te_us = col->ts_us[i];
+                ts_encode(te_us, &te);
+            }
+            b += ld_len(te.n);
         }
-        size_t body = vals + tss + (r->n_rows ? 1 + varint_len(stats) + stats : 0);
-        ld_buf_reserve(b, body + 16);
-        put_tag_len(b, 2, body);
+        if (r->n_rows)
+            b += ld_len(st);
+        body[c] = b;
+        stats[c] = st;
+        total += ld_len(b);
+    }
+    uint8_t *buf = malloc(total ? total : 1), *p = buf;
+    if (!buf) {
+        free(body);
+        free(stats);
+        return NULL;
+    }
+    p = put_tag_len(p, 1, ld_len(names));
+    p = put_tag_len(p, 1, names);
+    for (size_t c = 0; c < r->n_cols; c++) {
+        size_t l = strlen(r->cols[c].name);
+        p = put_tag_len(p, 1, l);
+        memcpy(p, r->cols[c].name, l);
+        p += l;
+    }
+    te_us = 0;
+    te.n = 0;
+    for (size_t c = 0; c < r->n_cols; c++) {
+        const ol_column_out *col = &r->cols[c];
+        p = put_tag_len(p, 2, body[c]);
         for (size_t i = 0; i < r->n_rows; i++) {
             size_t vl = col->val[i] ? col->val_len[i] : 0;
-            put_tag_len(b, 1, vl);
-            if (vl)
-                ld_buf_append(b, col->val[i], vl);
+            p = put_tag_len(p, 1, vl);
+            if (vl) {
+                memcpy(p, col->val[i], vl);
+                p += vl;
+            }
         }
         if (r->n_rows) {
-            put_tag_len(b, 2, stats);
+            p = put_tag_len(p, 2, stats[c]);
             for (size_t i = 0; i < r->n_rows; i++)
-                put_varint(b, col->status[i]);
+                p = put_varint(p, col->status[i]);
         }
-        for (size_t i = 0; i < r->n_rows; i++)
-            put_timestamp(b, 3, col->ts_us[i]);
+        for (size_t i = 0; i < r->n_rows; i++) {
+            if (col->ts_us[i] != te_us) {
+                te_us = col->ts_us[i];
+                ts_encode(te_us, &te);
+            }
+            p = put_tag_len(p, 3, te.n);
+            memcpy(p, te.b, te.n);
+            p += te.n;
+        }
     }
+    free(body);
+    free(stats);
+    *out_len = (size_t)(p - buf);
+    return buf;
 }
 
 static void get_done(void *arg, const ol_get_response *resp, const ld_status *st)
@@ -131,11 +170,13 @@ static void get_done(void *arg, const ol_get_response *resp, const ld_status *st
         ld_call_fail(c, st);
         return;
     }
-    ld_buf b = LD_BUF_INIT;
-    encode_response(resp, &b);
-    size_t len;
-    void *data = ld_buf_steal(&b, &len);
-    ld_call_reply_take(c, data ? data : calloc(1, 1), len);
+    size_t len = 0;
+    uint8_t *data = encode_response(resp, &len);
+    if (!data) {
+        ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return;
+    }
+    ld_call_reply_take(c, data, len);
 }
 
 static ol_column_in *

@@ -32,6 +32,10 @@ typedef struct ol_http_opts {
     int max_json_depth;        /* deeper bodies: 400 as FastAPI's RecursionError; 0: 64 */
     size_t max_json_values;    /* more JSON values in a body: 413; 0: 1,000,000 */
     size_t max_request_memory; /* arena bytes per request; 0: 32 x max_body_bytes */
+    int no_access_log;         /* 1: no log line per request (larder.access_log: false) */
+    /* POST /materialize and /materialize-incremental run here (borrowed);
+     * NULL: those routes answer 501 */
+    struct ol_mat_jobs *materialize;
 } ol_http_opts;
 
 /**

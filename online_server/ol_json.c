@@ -1563,8 +1563,16 @@ static const char *const status_json[] = {
         "\"INVALID\"", "\"PRESENT\"", "\"NULL_VALUE\"", "\"NOT_FOUND\"", "\"OUTSIDE_MAX_AGE\"",
 };
 
+/* The last timestamp rendered: rows of a view share one across its columns,
+ * and entity columns are all the epoch. */
+typedef struct ts_cache {
+    int64_t us;
+    size_t len; /* 0: empty */
+    char s[OL_JSON_TS_MAX];
+} ts_cache;
+
 static int encode_column(const ol_column_out *c, size_t rows, ld_buf *out, ld_arena *scratch,
-                         ld_status *st)
+                         ts_cache *tc, ld_status *st)
 {
     ld_buf_puts(out, "{\"values\":[");
     for (size_t r = 0; r < rows; r++) {
@@ -1593,30 +1601,26 @@ static int encode_column(const ol_column_out *c, size_t rows, ld_buf *out, ld_ar
     out->data[out->len] = '\0';
     ld_buf_putc(out, ']');
     if (rows) {
-        /* Consecutive rows often share a timestamp (entity columns: all 0). */
-        char ts[OL_JSON_TS_MAX];
-        size_t ts_len = 0;
-        int64_t prev = 0;
         ld_buf_puts(out, ",\"event_timestamps\":[");
         for (size_t r = 0; r < rows; r++) {
             int64_t us = c->ts_us ? c->ts_us[r] : 0;
-            if (r == 0 || us != prev) {
-                ts_len = ol_json_timestamp(us, ts);
-                if (!ts_len) {
+            if (!tc->len || us != tc->us) {
+                tc->len = ol_json_timestamp(us, tc->s);
+                tc->us = us;
+                if (!tc->len) {
                     ld_status_set(st, GRPC_STATUS_INTERNAL, "ValueError",
                                   "year is out of range for event timestamp %" PRId64 " µs", us);
                     st->err_module = "builtins";
                     return -1;
                 }
-                prev = us;
             }
-            char *w = ld_buf_reserve(out, ts_len + 3);
+            char *w = ld_buf_reserve(out, tc->len + 3);
             size_t k = 0;
             if (r)
                 w[k++] = ',';
             w[k++] = '"';
-            memcpy(w + k, ts, ts_len);
-            k += ts_len;
+            memcpy(w + k, tc->s, tc->len);
+            k += tc->len;
             w[k++] = '"';
             out->len += k;
         }
@@ -1637,10 +1641,11 @@ int ol_json_encode_get(const ol_get_response *r, ld_buf *out, ld_status *st)
     ld_buf_reserve(out, 64 + r->n_cols * (64 + r->n_rows * 40));
     ld_buf_puts(out, "{\"results\":[");
     int rc = 0;
+    ts_cache tc = {.len = 0};
     for (size_t i = 0; i < r->n_cols && rc == 0; i++) {
         if (i)
             ld_buf_putc(out, ',');
-        rc = encode_column(&r->cols[i], r->n_rows, out, &scratch, st);
+        rc = encode_column(&r->cols[i], r->n_rows, out, &scratch, &tc, st);
     }
     ld_arena_destroy(&scratch);
     if (rc != 0) {

@@ -49,6 +49,12 @@ void ol_snapshot_unref(ol_snapshot *s)
         free(s->views[i].features);
         free(s->views[i].join_keys);
     }
+    for (size_t i = 0; i < s->n_plans; i++) {
+        ol_cached *c = atomic_load_explicit(&s->plans[i], memory_order_acquire);
+        if (c)
+            c->free(c);
+    }
+    free(s->plans);
     free(s->views);
     free(s->view_slots);
     free(s->project);
@@ -224,6 +230,10 @@ ol_snapshot *ol_snapshot_build(const uint8_t *bytes, size_t len, const char *pro
         if (!s->view_slots[k])
             s->view_slots[k] = &s->views[i];
     }
+    s->n_plans = s->reg->n_feature_services * 2;
+    s->plans = calloc(s->n_plans + 1, sizeof *s->plans);
+    if (!s->plans)
+        goto oom;
     s->loaded_us = ld_wall_us();
     return s;
 oom:
@@ -244,15 +254,21 @@ const ol_view *ol_snapshot_view(const ol_snapshot *s, const char *name)
     return NULL;
 }
 
-const Feast__Core__FeatureService *ol_snapshot_service(const ol_snapshot *s, const char *name)
+long ol_snapshot_service_index(const ol_snapshot *s, const char *name)
 {
     for (size_t i = 0; i < s->reg->n_feature_services; i++) {
         const Feast__Core__FeatureServiceSpec *sp = s->reg->feature_services[i]->spec;
         if (sp && strcmp(sp->name, name) == 0 &&
             (!*sp->project || !strcmp(sp->project, s->project)))
-            return s->reg->feature_services[i];
+            return (long)i;
     }
-    return NULL;
+    return -1;
+}
+
+const Feast__Core__FeatureService *ol_snapshot_service(const ol_snapshot *s, const char *name)
+{
+    long i = ol_snapshot_service_index(s, name);
+    return i < 0 ? NULL : s->reg->feature_services[i];
 }
 
 const ol_feature *ol_view_feature(const ol_view *v, const char *name)

@@ -48,6 +48,12 @@ typedef struct ol_view {
     const char *created_timestamp_column;
 } ol_view;
 
+/* Something a user of the snapshot derives from it once and keeps with it
+ * (ol_serve's resolved feature-service plans): freed with the snapshot. */
+typedef struct ol_cached {
+    void (*free)(struct ol_cached *c);
+} ol_cached;
+
 typedef struct ol_snapshot {
     atomic_int refs;
     char *project;
@@ -56,6 +62,10 @@ typedef struct ol_snapshot {
     size_t n_views;
     ol_view **view_slots; /* open addressing by name */
     size_t n_view_slots;
+    /* [feature service index * 2 + full_feature_names]: published once with
+     * a compare-and-swap by whoever builds it first */
+    _Atomic(ol_cached *) *plans;
+    size_t n_plans;
     int64_t loaded_us;
 } ol_snapshot;
 
@@ -73,6 +83,8 @@ int ol_registry_refresh(ol_registry *r, ld_status *st);
 
 const ol_view *ol_snapshot_view(const ol_snapshot *s, const char *name);
 const Feast__Core__FeatureService *ol_snapshot_service(const ol_snapshot *s, const char *name);
+/* index of that service in s->reg->feature_services, or -1 */
+long ol_snapshot_service_index(const ol_snapshot *s, const char *name);
 /* join key of an entity by entity name, or NULL */
 const char *ol_snapshot_entity_join_key(const ol_snapshot *s, const char *entity, int *value_type);
 const ol_feature *ol_view_feature(const ol_view *v, const char *name);

@@ -77,7 +77,8 @@ typedef struct group {
     const char **features;
     unsigned char (*fields)[4];
     size_t n_features, cap_features;
-    size_t *row_key; /* [row] -> unique key index */
+    uint32_t *slot_of; /* [index in the view] -> index in features + 1; 0: not read */
+    size_t *row_key;   /* [row] -> unique key index */
 } group;
 
 typedef struct out_feature {
@@ -97,6 +98,8 @@ typedef struct get_ctx {
     size_t n_groups;
     out_feature *outs;
     size_t n_outs;
+    const char **out_names; /* open addressing over outs' names (collisions) */
+    size_t n_out_slots;
     ol_column_out *ecols; /* entity columns, prepared before the read */
     size_t n_ecols;
     ol_read_group *rg;
@@ -121,7 +124,8 @@ static group *find_or_add_group(get_ctx *g, const ol_view *v, const char *name_t
     gr->cap_features = v->n_features;
     gr->features = ld_arena_calloc(g->a, gr->cap_features + 1, sizeof *gr->features);
     gr->fields = ld_arena_calloc(g->a, gr->cap_features + 1, sizeof *gr->fields);
-    if (!gr->features || !gr->fields)
+    gr->slot_of = ld_arena_calloc(g->a, gr->cap_features + 1, sizeof *gr->slot_of);
+    if (!gr->features || !gr->fields || !gr->slot_of)
         return fail_oom(st), NULL;
     (void)cap;
     return gr;
@@ -149,33 +153,43 @@ static int check_servable(const ol_view *v, const char *project, ld_status *st)
     return 0;
 }
 
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 static int add_feature(get_ctx *g, group *gr, const char *feature, int full_names, ld_status *st)
 {
     const ol_feature *f = ol_view_feature(gr->view, feature);
     if (!f)
         return ld_status_set(st, GRPC_STATUS_NOT_FOUND, "FeastObjectNotFoundException",
                              "Feature %s not found in feature view %s", feature, gr->view->name);
-    size_t idx = gr->n_features;
-    for (size_t i = 0; i < gr->n_features; i++)
-        if (strcmp(gr->features[i], feature) == 0)
-            idx = i;
-    if (idx == gr->n_features) {
+    size_t vi = (size_t)(f - gr->view->features), idx;
+    if (gr->slot_of[vi]) {
+        idx = gr->slot_of[vi] - 1;
+    } else {
+        idx = gr->n_features++;
         gr->features[idx] = f->name;
         memcpy(gr->fields[idx], f->field, 4);
-        gr->n_features++;
+        gr->slot_of[vi] = (uint32_t)idx + 1;
     }
     const char *name =
             full_names ? ld_arena_sprintf(g->a, "%s__%s", gr->name_to_use, feature) : f->name;
     if (!name)
         return fail_oom(st);
-    for (size_t i = 0; i < g->n_outs; i++)
-        if (strcmp(g->outs[i].name, name) == 0)
+    size_t mask = g->n_out_slots - 1, k = name_hash(name) & mask;
+    for (; g->out_names[k]; k = (k + 1) & mask)
+        if (strcmp(g->out_names[k], name) == 0)
             return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "FeatureNameCollisionError",
                                  "Duplicate features named %s found. To resolve this collision, "
                                  "either use the full feature name by setting "
                                  "'full_feature_names=True', or ensure that the features in "
                                  "question have different names.",
                                  name);
+    g->out_names[k] = name;
     g->outs[g->n_outs++] = (out_feature){(size_t)(gr - g->groups), idx, name};
     return 0;
 }
@@ -203,7 +217,11 @@ static int resolve_features(get_ctx *g, const ol_get_request *req, ld_status *st
     }
     g->outs = ld_arena_calloc(g->a, max_refs + 1, sizeof *g->outs);
     g->groups = ld_arena_calloc(g->a, max_refs + 1, sizeof *g->groups);
-    if (!g->outs || !g->groups)
+    g->n_out_slots = 16;
+    while (g->n_out_slots < 2 * max_refs)
+        g->n_out_slots *= 2;
+    g->out_names = ld_arena_calloc(g->a, g->n_out_slots, sizeof *g->out_names);
+    if (!g->outs || !g->groups || !g->out_names)
         return fail_oom(st);
 
     if (fs) {
@@ -258,6 +276,69 @@ static int resolve_features(get_ctx *g, const ol_get_request *req, ld_status *st
         if (!gr || add_feature(g, gr, colon + 1, req->full_feature_names, st) != 0)
             return -1;
     }
+    return 0;
+}
+
+/* A feature service's resolution depends on the snapshot alone: built once
+ * per (service, full_feature_names) on first use, published in the
+ * snapshot, and shared read-only by every request on that snapshot. A
+ * request copies only the small group array (row_key is per request). */
+typedef struct fs_plan {
+    ol_cached hdr;
+    ld_arena arena; /* owns everything below */
+    group *groups;
+    size_t n_groups;
+    out_feature *outs;
+    size_t n_outs;
+} fs_plan;
+
+static void fs_plan_free(ol_cached *c)
+{
+    fs_plan *p = (fs_plan *)c;
+    ld_arena_destroy(&p->arena);
+    free(p);
+}
+
+static int resolve_cached(get_ctx *g, const ol_get_request *req, ld_status *st)
+{
+    long fi = req->feature_service && *req->feature_service
+                      ? ol_snapshot_service_index(g->snap, req->feature_service)
+                      : -1;
+    if (fi < 0)
+        return resolve_features(g, req, st); /* refs, or the not-found error */
+    _Atomic(ol_cached *) *slot = &g->snap->plans[(size_t)fi * 2 + (req->full_feature_names != 0)];
+    fs_plan *p = (fs_plan *)atomic_load_explicit(slot, memory_order_acquire);
+    if (!p) {
+        fs_plan *mine = calloc(1, sizeof *mine);
+        if (!mine)
+            return fail_oom(st);
+        mine->hdr.free = fs_plan_free;
+        ld_arena_init(&mine->arena, NULL, 0, 0);
+        get_ctx pg = {.srv = g->srv, .snap = g->snap, .a = &mine->arena};
+        if (resolve_features(&pg, req, st) != 0) {
+            fs_plan_free(&mine->hdr);
+            return -1;
+        }
+        mine->groups = pg.groups;
+        mine->n_groups = pg.n_groups;
+        mine->outs = pg.outs;
+        mine->n_outs = pg.n_outs;
+        ol_cached *expect = NULL;
+        if (atomic_compare_exchange_strong_explicit(slot, &expect, &mine->hdr, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            p = mine;
+        } else {
+            fs_plan_free(&mine->hdr);
+            p = (fs_plan *)expect;
+        }
+    }
+    g->groups = ld_arena_alloc(g->a, (p->n_groups + 1) * sizeof *g->groups);
+    if (!g->groups)
+        return fail_oom(st);
+    memcpy(g->groups, p->groups, p->n_groups * sizeof *g->groups);
+    g->n_groups = p->n_groups;
+    g->outs = p->outs;
+    g->n_outs = p->n_outs;
     return 0;
 }
 
@@ -474,17 +555,29 @@ static void get_finish(ol_read *r, const ld_status *rst)
         cols[i].name = ld_arena_strdup(g->a, cols[i].name);
     int64_t now = ld_wall_us();
     int python = g->srv->python_statuses;
+    /* every feature column's cells in four allocations */
+    size_t cells = g->n_outs * g->n_rows + 1;
+    const uint8_t **all_val = ld_arena_calloc(g->a, cells, sizeof *all_val);
+    size_t *all_len = ld_arena_calloc(g->a, cells, sizeof *all_len);
+    uint8_t *all_status = ld_arena_calloc(g->a, cells, sizeof *all_status);
+    int64_t *all_ts = ld_arena_calloc(g->a, cells, sizeof *all_ts);
+    if (!all_val || !all_len || !all_status || !all_ts) {
+        fail_oom(&st);
+        g->done(g->arg, NULL, &st);
+        ol_snapshot_unref(g->snap);
+        return;
+    }
     for (size_t o = 0; o < g->n_outs; o++) {
         const out_feature *of = &g->outs[o];
         const group *gr = &g->groups[of->group];
         const ol_read_group *rg = &g->rg[of->group];
         ol_column_out *c = &cols[g->n_ecols + o];
         c->name = ld_arena_strdup(g->a, of->name);
-        c->val = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *c->val);
-        c->val_len = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *c->val_len);
-        c->status = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *c->status);
-        c->ts_us = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *c->ts_us);
-        if (!c->val || !c->val_len || !c->status || !c->ts_us) {
+        c->val = all_val + o * g->n_rows;
+        c->val_len = all_len + o * g->n_rows;
+        c->status = all_status + o * g->n_rows;
+        c->ts_us = all_ts + o * g->n_rows;
+        if (!c->name) {
             fail_oom(&st);
             g->done(g->arg, NULL, &st);
             ol_snapshot_unref(g->snap);
@@ -562,7 +655,7 @@ int ol_serve_get(ol_server *s, const ol_get_request *req, ld_arena *a, int64_t d
         goto fail;
     }
     g->n_rows = rows;
-    if (resolve_features(g, req, st) != 0)
+    if (resolve_cached(g, req, st) != 0)
         goto fail;
     if (rows * g->n_outs > s->max_values) {
         ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,

@@ -134,6 +134,11 @@ typedef struct rd_conn {
     int dirty;   /* commands appended since the last flush */
     int64_t backoff_us;
     struct event *timer; /* reconnect delay, or connect timeout */
+    /* Reply objects are built here by rd_reply_fns instead of one malloc per
+     * element; rewound after every reply callback (hiredis parses the next
+     * reply only after the previous one's callback returned). */
+    ld_arena replies;
+    char replies_first[16384];
 } rd_conn;
 
 enum { RD_READ, RD_WRITE };
@@ -150,8 +155,14 @@ typedef struct rd_req {
     size_t n_cmds;
     size_t n_replies; /* replies seen, in command order */
     size_t pending;   /* callbacks hiredis still owes for this request */
-    size_t g, k;      /* read: the (group, key) the next reply answers */
-    int finished;     /* done ran: r/w belong to the caller again */
+    /* read: command i is one HMGET on one entity key, answering the (group,
+     * key) pairs members[first[i] .. first[i + 1]) in field order */
+    size_t *first;
+    struct rd_member {
+        uint32_t g;
+        uint32_t k;
+    } * members;
+    int finished; /* done ran: r/w belong to the caller again */
     struct event *deadline_ev;
     ld_status st;
 } rd_req;
@@ -186,6 +197,81 @@ struct rd_store {
 
     rd_conn conns[RD_NCONN];
 };
+
+/* ------------------------------------------------------------------------ */
+/* Reply objects: hiredis's reader builds them through these, in the
+ * connection's arena (task->privdata), as plain redisReply structs. They are
+ * only read inside a reply callback; rd_replies_done() rewinds the arena when
+ * the callback is over, and freeObject has nothing to do. */
+
+static void *rp_new(const redisReadTask *t, int type, size_t extra)
+{
+    redisReply *r = ld_arena_alloc(t->privdata, sizeof(*r) + extra);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    if (t->parent) {
+        redisReply *p = t->parent->obj;
+        p->element[t->idx] = r;
+    }
+    return r;
+}
+
+static void *rp_string(const redisReadTask *t, char *str, size_t len)
+{
+    redisReply *r = rp_new(t, t->type, len + 1);
+    if (!r)
+        return NULL;
+    r->str = (char *)(r + 1);
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return r;
+}
+
+static void *rp_array(const redisReadTask *t, int n)
+{
+    size_t cnt = n > 0 ? (size_t)n : 0;
+    redisReply *r = rp_new(t, REDIS_REPLY_ARRAY, cnt * sizeof(redisReply *));
+    if (!r)
+        return NULL;
+    r->elements = cnt;
+    r->element = cnt ? (redisReply **)(r + 1) : NULL;
+    return r;
+}
+
+static void *rp_integer(const redisReadTask *t, long long v)
+{
+    redisReply *r = rp_new(t, REDIS_REPLY_INTEGER, 0);
+    if (r)
+        r->integer = v;
+    return r;
+}
+
+static void *rp_nil(const redisReadTask *t)
+{
+    return rp_new(t, REDIS_REPLY_NIL, 0);
+}
+
+static void rp_free(void *obj)
+{
+    (void)obj;
+}
+
+static redisReplyObjectFunctions rd_reply_fns = {
+        .createString = rp_string,
+        .createArray = rp_array,
+        .createInteger = rp_integer,
+        .createNil = rp_nil,
+        .freeObject = rp_free,
+};
+
+/* Call last in every reply callback: the reply is garbage from here on. */
+static void rd_replies_done(const redisAsyncContext *ac)
+{
+    ld_arena_reset(ac->c.reader->privdata);
+}
 
 /* ------------------------------------------------------------------------ */
 /* SHA-1 (for EVALSHA; the script is fixed, so its digest is computed once). */
@@ -586,6 +672,8 @@ static void req_free(rd_req *q)
         event_free(q->deadline_ev);
     ld_buf_free(&q->cmds);
     free(q->cmd_len);
+    free(q->first);
+    free(q->members);
     free(q);
 }
 
@@ -650,37 +738,31 @@ static void fail_lost(rd_req *q, const redisAsyncContext *ac)
 
 static const uint8_t rd_empty[1];
 
-static void read_reply(rd_req *q, redisReply *rep)
+/* Reply i answers command i: the fields of every (group, key) sharing one
+ * entity key, each group's features followed by its "_ts:<view>". */
+static void read_reply(rd_req *q, size_t i, redisReply *rep)
 {
     ol_read *r = q->r;
-    ol_read_group *gr = &r->groups[q->g];
-    size_t k = q->k, nf = gr->n_features;
-
-    /* advance to the (group, key) of the next reply */
-    if (++q->k == gr->n_keys) {
-        q->k = 0;
-        do
-            q->g++;
-        while (q->g < r->n_groups && r->groups[q->g].n_keys == 0);
-    }
-
     if (rep->type == REDIS_REPLY_ERROR) {
         req_fail(q, error_code(rep->str), "Redis HMGET on %s: %s", q->s->addr, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != nf + 1) {
+    size_t m0 = q->first[i], m1 = q->first[i + 1], want = 0;
+    for (size_t m = m0; m < m1; m++)
+        want += r->groups[q->members[m].g].n_features + 1;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != want) {
         req_fail(q, GRPC_STATUS_INTERNAL, "Redis HMGET on %s: unexpected reply (type %d)",
                  q->s->addr, rep->type);
         return;
     }
     size_t bytes = 0;
-    for (size_t f = 0; f < nf; f++) {
-        redisReply *e = rep->element[f];
-        if (e->type == REDIS_REPLY_STRING)
-            bytes += e->len;
-        else if (e->type != REDIS_REPLY_NIL) {
+    for (size_t e = 0; e < want; e++) {
+        const redisReply *el = rep->element[e];
+        if (el->type == REDIS_REPLY_STRING)
+            bytes += el->len;
+        else if (el->type != REDIS_REPLY_NIL) {
             req_fail(q, GRPC_STATUS_INTERNAL, "Redis HMGET on %s: unexpected field (type %d)",
-                     q->s->addr, e->type);
+                     q->s->addr, el->type);
             return;
         }
     }
@@ -690,35 +772,41 @@ static void read_reply(rd_req *q, redisReply *rep)
                  "the feature values read from Redis exceed the request's memory limit");
         return;
     }
-    int found = 0;
-    const uint8_t **val = gr->val + k * nf;
-    size_t *val_len = gr->val_len + k * nf;
-    for (size_t f = 0; f < nf; f++) {
-        redisReply *e = rep->element[f];
-        if (e->type == REDIS_REPLY_NIL) {
-            val[f] = NULL;
-            val_len[f] = 0;
-            continue;
+    redisReply *const *el = rep->element;
+    for (size_t m = m0; m < m1; m++) {
+        ol_read_group *gr = &r->groups[q->members[m].g];
+        size_t k = q->members[m].k, nf = gr->n_features;
+        const uint8_t **val = gr->val + k * nf;
+        size_t *val_len = gr->val_len + k * nf;
+        int found = 0;
+        for (size_t f = 0; f < nf; f++) {
+            const redisReply *e = el[f];
+            if (e->type == REDIS_REPLY_NIL) {
+                val[f] = NULL;
+                val_len[f] = 0;
+                continue;
+            }
+            found = 1;
+            if (e->len) {
+                memcpy(dst, e->str, e->len);
+                val[f] = dst;
+                dst += e->len;
+            } else {
+                val[f] = rd_empty;
+            }
+            val_len[f] = e->len;
         }
-        found = 1;
-        if (e->len) {
-            memcpy(dst, e->str, e->len);
-            val[f] = dst;
-            dst += e->len;
-        } else {
-            val[f] = rd_empty;
+        const redisReply *ts = el[nf];
+        int64_t us = 0;
+        if (ts->type == REDIS_REPLY_STRING) {
+            found = 1;
+            if (ts_decode((const uint8_t *)ts->str, ts->len, &us) < 0)
+                us = 0;
         }
-        val_len[f] = e->len;
+        gr->found[k] = (uint8_t)found;
+        gr->event_ts_us[k] = us;
+        el += nf + 1;
     }
-    redisReply *ts = rep->element[nf];
-    int64_t us = 0;
-    if (ts->type == REDIS_REPLY_STRING) {
-        found = 1;
-        if (ts_decode((const uint8_t *)ts->str, ts->len, &us) < 0)
-            us = 0;
-    }
-    gr->found[k] = (uint8_t)found;
-    gr->event_ts_us[k] = us;
 }
 
 static size_t format_row(ld_buf *b, const rd_store *s, const ol_write *w, size_t row, int eval,
@@ -734,6 +822,7 @@ static void on_retry_reply(redisAsyncContext *ac, void *reply, void *priv)
     else if (rep->type == REDIS_REPLY_ERROR)
         req_fail(q, error_code(rep->str), "Redis EVAL on %s: %s", q->s->addr, rep->str);
     req_settle(q);
+    rd_replies_done(ac);
 }
 
 static void write_reply(rd_req *q, redisAsyncContext *ac, size_t i, redisReply *rep)
@@ -766,11 +855,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         if (!reply)
             fail_lost(q, ac);
         else if (q->kind == RD_READ)
-            read_reply(q, reply);
+            read_reply(q, i, reply);
         else
             write_reply(q, ac, i, reply);
     }
     req_settle(q);
+    rd_replies_done(ac);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -815,12 +905,6 @@ static void dispatch(rd_store *s, rd_req *q)
         req_finish(q);
         req_free(q);
         return;
-    }
-    if (q->kind == RD_READ) {
-        q->g = 0;
-        q->k = 0;
-        while (q->g < q->r->n_groups && q->r->groups[q->g].n_keys == 0)
-            q->g++;
     }
     const char *p = q->cmds.data;
     for (size_t i = 0; i < q->n_cmds; i++) {
@@ -957,12 +1041,22 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         conn_lost(c, ac, status == REDIS_OK ? "connection closed" : ac->errstr);
 }
 
+static void on_setup(rd_conn *c, redisAsyncContext *ac, const redisReply *rep);
+
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rd_conn *c = priv;
     redisReply *rep = reply;
-    if (c->ac != ac || !rep)
+    if (c->ac != ac || !rep) {
+        rd_replies_done(ac);
         return; /* stale, or being torn down: on_connect/on_disconnect handle it */
+    }
+    on_setup(c, ac, rep);
+    rd_replies_done(ac);
+}
+
+static void on_setup(rd_conn *c, redisAsyncContext *ac, const redisReply *rep)
+{
     c->setup_pending--;
     if (rep->type == REDIS_REPLY_ERROR) {
         if (!c->setup_failed) {
@@ -1006,6 +1100,8 @@ static void conn_start(rd_conn *c)
         return;
     }
     ac->data = c;
+    ac->c.reader->fn = &rd_reply_fns;
+    ac->c.reader->privdata = &c->replies;
     if (redisLibeventAttach(ac, s->evb) != REDIS_OK) {
         redisAsyncFree(ac);
         c->state = RD_CONNECTING;
@@ -1122,12 +1218,23 @@ static int oom(ld_status *st)
     return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
 }
 
+static uint64_t key_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* One HMGET per distinct entity key: views sharing an entity (the usual
+ * case: a feature service over several views of one entity) live in the same
+ * hash, so their fields go in one command. */
 static int rd_read(ol_store *base, ol_read *r, ld_status *st)
 {
     rd_store *s = (rd_store *)base;
     size_t total = 0;
     for (size_t g = 0; g < r->n_groups; g++) {
-        if (r->groups[g].n_keys && r->groups[g].n_features > (size_t)INT_MAX - 2)
+        if (r->groups[g].n_keys && r->groups[g].n_features > (size_t)INT_MAX / 4)
             return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "too many features");
         total += r->groups[g].n_keys;
     }
@@ -1136,47 +1243,126 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
         r->done(r, &ok);
         return 0;
     }
+    if (total > UINT32_MAX || r->n_groups > UINT32_MAX)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "too many entity keys");
     if (!__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE))
         return set_unavailable(s, st);
 
+    /* distinct keys: open addressing over (hash, first member) */
+    size_t n_slots = 16;
+    while (n_slots < total * 2)
+        n_slots *= 2;
+    struct slot {
+        uint64_t h;
+        size_t cmd; /* + 1; 0 = empty */
+    } *slots = calloc(n_slots, sizeof *slots);
+    size_t *cmd_of = malloc(total * sizeof *cmd_of);  /* [member in (g, k) order] -> command */
+    size_t *count = calloc(total + 1, sizeof *count); /* [command] -> members, then offsets */
+    struct rd_member *rep_of = malloc(total * sizeof *rep_of); /* [command] -> first member */
+    size_t *fields = calloc(total + 1, sizeof *fields);        /* [command] -> HMGET fields */
     rd_req *q = req_new(s, RD_READ, r->deadline_us);
-    if (!q || !(q->cmd_len = malloc(total * sizeof(*q->cmd_len)))) {
-        free(q);
+    if (q) {
+        q->first = malloc((total + 1) * sizeof *q->first);
+        q->members = malloc(total * sizeof *q->members);
+        q->cmd_len = malloc(total * sizeof *q->cmd_len);
+    }
+    if (!slots || !cmd_of || !count || !rep_of || !fields || !q || !q->first || !q->members ||
+        !q->cmd_len) {
+        free(slots);
+        free(cmd_of);
+        free(count);
+        free(rep_of);
+        free(fields);
+        if (q)
+            req_free(q);
         return oom(st);
     }
-    q->r = r;
-    q->n_cmds = total;
-    size_t plen = strlen(r->project), i = 0;
-    ld_buf tsf = LD_BUF_INIT;
+    size_t n_cmds = 0, m = 0;
     for (size_t g = 0; g < r->n_groups; g++) {
         const ol_read_group *gr = &r->groups[g];
-        if (!gr->n_keys)
-            continue;
-        ld_buf_reset(&tsf);
-        ld_buf_puts(&tsf, "_ts:");
-        ld_buf_puts(&tsf, gr->table);
-        /* the feature fields of one HMGET, formatted once per group */
-        ld_buf fields = LD_BUF_INIT;
+        for (size_t k = 0; k < gr->n_keys; k++, m++) {
+            const uint8_t *kb = gr->keys[k];
+            size_t kl = gr->key_lens[k];
+            uint64_t h = key_hash(kb, kl);
+            size_t i = h & (n_slots - 1);
+            for (;; i = (i + 1) & (n_slots - 1)) {
+                if (!slots[i].cmd) {
+                    slots[i] = (struct slot){h, ++n_cmds};
+                    rep_of[n_cmds - 1] = (struct rd_member){(uint32_t)g, (uint32_t)k};
+                    break;
+                }
+                const struct rd_member *o = &rep_of[slots[i].cmd - 1];
+                const ol_read_group *og = &r->groups[o->g];
+                if (slots[i].h == h && og->key_lens[o->k] == kl &&
+                    memcmp(og->keys[o->k], kb, kl) == 0)
+                    break;
+            }
+            size_t c = slots[i].cmd - 1;
+            cmd_of[m] = c;
+            count[c]++;
+            fields[c] += gr->n_features + 1;
+        }
+    }
+    /* members grouped by command, in (group, key) order within each */
+    size_t off = 0;
+    for (size_t c = 0; c < n_cmds; c++) {
+        q->first[c] = off;
+        off += count[c];
+        count[c] = q->first[c];
+    }
+    q->first[n_cmds] = off;
+    m = 0;
+    for (size_t g = 0; g < r->n_groups; g++)
+        for (size_t k = 0; k < r->groups[g].n_keys; k++, m++)
+            q->members[count[cmd_of[m]]++] = (struct rd_member){(uint32_t)g, (uint32_t)k};
+    free(slots);
+    free(cmd_of);
+    free(count);
+
+    /* each group's field list ("_ts:<view>" last), formatted once */
+    ld_buf gf = LD_BUF_INIT;
+    size_t *gf_off = malloc((r->n_groups + 1) * sizeof *gf_off);
+    if (!gf_off) {
+        free(rep_of);
+        free(fields);
+        req_free(q);
+        return oom(st);
+    }
+    for (size_t g = 0; g < r->n_groups; g++) {
+        const ol_read_group *gr = &r->groups[g];
+        gf_off[g] = gf.len;
         for (size_t f = 0; f < gr->n_features; f++) {
             unsigned char h[4];
             if (gr->fields)
                 memcpy(h, gr->fields[f], 4);
             else
                 ld_murmur3_feature_field(gr->table, gr->features[f], h);
-            resp_arg(&fields, h, 4);
+            resp_arg(&gf, h, 4);
         }
-        resp_arg(&fields, tsf.data, tsf.len);
-        for (size_t k = 0; k < gr->n_keys; k++) {
-            size_t start = q->cmds.len;
-            resp_hdr(&q->cmds, '*', gr->n_features + 3);
-            resp_arg(&q->cmds, "HMGET", 5);
-            resp_arg2(&q->cmds, gr->keys[k], gr->key_lens[k], r->project, plen);
-            ld_buf_append(&q->cmds, fields.data, fields.len);
-            q->cmd_len[i++] = q->cmds.len - start;
-        }
-        ld_buf_free(&fields);
+        resp_arg2(&gf, "_ts:", 4, gr->table, strlen(gr->table));
     }
-    ld_buf_free(&tsf);
+    gf_off[r->n_groups] = gf.len;
+
+    q->r = r;
+    q->n_cmds = n_cmds;
+    size_t plen = strlen(r->project);
+    for (size_t c = 0; c < n_cmds; c++) {
+        size_t start = q->cmds.len;
+        const struct rd_member *rm = &rep_of[c];
+        const ol_read_group *rg = &r->groups[rm->g];
+        resp_hdr(&q->cmds, '*', fields[c] + 2);
+        resp_arg(&q->cmds, "HMGET", 5);
+        resp_arg2(&q->cmds, rg->keys[rm->k], rg->key_lens[rm->k], r->project, plen);
+        for (size_t i = q->first[c]; i < q->first[c + 1]; i++) {
+            size_t g = q->members[i].g;
+            ld_buf_append(&q->cmds, gf.data + gf_off[g], gf_off[g + 1] - gf_off[g]);
+        }
+        q->cmd_len[c] = q->cmds.len - start;
+    }
+    ld_buf_free(&gf);
+    free(gf_off);
+    free(rep_of);
+    free(fields);
     return submit(s, q, st);
 }
 
@@ -1295,6 +1481,7 @@ static void rd_free(ol_store *base)
         }
         if (c->timer)
             event_free(c->timer);
+        ld_arena_destroy(&c->replies);
     }
     if (s->wake_ev)
         event_free(s->wake_ev);
@@ -1363,6 +1550,7 @@ ol_store *ol_store_redis_new(const ld_config *cfg, ld_status *st)
         rd_conn *c = &s->conns[i];
         c->s = s;
         c->id = i;
+        ld_arena_init(&c->replies, c->replies_first, sizeof(c->replies_first), 0);
         c->state = RD_DOWN;
         c->backoff_us = RD_BACKOFF_MIN_US;
         c->timer = evtimer_new(s->evb, on_conn_timer, c);
