@@ -29,7 +29,41 @@ struct ol_registry {
     ol_snapshot *snap;
     atomic_int stale;
     ld_ticker *refresher;
+    int64_t last_ok_us; /* ld_mono_us of the last successful load; refresher thread */
+    ld_health *health;  /* NULL: none attached */
+    pthread_mutex_t health_mu;
 };
+
+/* The health services this server answers for, and what they say: the
+ * serving services are NOT_SERVING until a first snapshot is loaded (a
+ * request could only fail); LD_ONLINE_REGISTRY_HEALTH says whether the last
+ * refresh worked (NOT_SERVING: serving continues from the last snapshot). */
+static const char *const serving_services[] = {"feast.serving.ServingService", "GrpcFeatureServer"};
+
+static void publish_health(ol_registry *r)
+{
+    pthread_mutex_lock(&r->health_mu);
+    if (r->health) {
+        pthread_mutex_lock(&r->mu);
+        int loaded = r->snap != NULL;
+        pthread_mutex_unlock(&r->mu);
+        for (size_t i = 0; i < sizeof serving_services / sizeof *serving_services; i++)
+            ld_health_set(r->health, serving_services[i],
+                          loaded ? LD_HEALTH_SERVING : LD_HEALTH_NOT_SERVING);
+        ld_health_set(r->health, LD_ONLINE_REGISTRY_HEALTH,
+                      loaded && !atomic_load(&r->stale) ? LD_HEALTH_SERVING
+                                                        : LD_HEALTH_NOT_SERVING);
+    }
+    pthread_mutex_unlock(&r->health_mu);
+}
+
+void ol_registry_attach_health(ol_registry *r, ld_health *h)
+{
+    pthread_mutex_lock(&r->health_mu);
+    r->health = h;
+    pthread_mutex_unlock(&r->health_mu);
+    publish_health(r);
+}
 
 /* ------------------------------------------------------------ snapshot */
 
@@ -286,13 +320,15 @@ int ol_registry_refresh(ol_registry *r, ld_status *st)
     uint8_t *bytes = NULL;
     size_t len = 0;
     if (ld_regclient_fetch_bytes(r->src, &bytes, &len, st) != 0) {
-        atomic_store(&r->stale, 1);
+        if (!atomic_exchange(&r->stale, 1))
+            publish_health(r);
         return -1;
     }
     ol_snapshot *s = ol_snapshot_build(bytes, len, r->project, st);
     free(bytes);
     if (!s) {
-        atomic_store(&r->stale, 1);
+        if (!atomic_exchange(&r->stale, 1))
+            publish_health(r);
         return -1;
     }
     pthread_mutex_lock(&r->mu);
@@ -300,8 +336,10 @@ int ol_registry_refresh(ol_registry *r, ld_status *st)
     r->snap = s;
     pthread_mutex_unlock(&r->mu);
     ol_snapshot_unref(old);
+    r->last_ok_us = ld_mono_us();
     if (atomic_exchange(&r->stale, 0))
         ld_info("registry reachable again: serving a fresh snapshot");
+    publish_health(r);
     return 0;
 }
 
@@ -320,9 +358,14 @@ int ol_registry_stale(ol_registry *r)
     return atomic_load(&r->stale);
 }
 
+/* Ticks every min(cache_ttl, 1 s): a healthy snapshot is refreshed every
+ * cache_ttl_seconds; a missing or stale one is retried every tick, so a
+ * registry that comes back is picked up within a second. */
 static void refresh_tick(void *arg)
 {
     ol_registry *r = arg;
+    if (r->last_ok_us && !atomic_load(&r->stale) && ld_mono_us() - r->last_ok_us < r->ttl_us)
+        return;
     ld_status st = LD_STATUS_INIT;
     if (ol_registry_refresh(r, &st) != 0)
         ld_warn("registry refresh failed, serving the snapshot of %s: %s",
@@ -337,6 +380,7 @@ ol_registry *ol_registry_new(const ld_config *cfg, ld_status *st)
         return NULL;
     }
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->health_mu, NULL);
     r->project = strdup(cfg->project);
     r->ttl_us = (int64_t)cfg->registry.cache_ttl_seconds * 1000000;
     r->src = ld_regclient_new(cfg, st);
@@ -349,7 +393,7 @@ ol_registry *ol_registry_new(const ld_config *cfg, ld_status *st)
         ld_warn("registry not loaded yet (%s); retrying every %lld s", lst.msg,
                 (long long)(r->ttl_us / 1000000));
     if (r->ttl_us > 0)
-        r->refresher = ld_ticker_start(r->ttl_us, refresh_tick, r);
+        r->refresher = ld_ticker_start(r->ttl_us < 1000000 ? r->ttl_us : 1000000, refresh_tick, r);
     return r;
 }
 
@@ -362,5 +406,6 @@ void ol_registry_free(ol_registry *r)
     ld_regclient_free(r->src);
     free(r->project);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->health_mu);
     free(r);
 }

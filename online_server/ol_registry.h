@@ -11,6 +11,8 @@
 #pragma once
 
 #include <stdatomic.h>
+
+#include "ld_health.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +78,11 @@ void ol_registry_free(ol_registry *r);
 /* The current snapshot, referenced; NULL before the first successful load. */
 ol_snapshot *ol_registry_snapshot(ol_registry *r);
 void ol_snapshot_unref(ol_snapshot *s);
+/* Health service reporting whether the registry's last refresh worked. */
+#define LD_ONLINE_REGISTRY_HEALTH "larder.online.Registry"
+/* Publish the serving services' and LD_ONLINE_REGISTRY_HEALTH's status in h
+ * now and on every change (h must outlive r or be detached with NULL). */
+void ol_registry_attach_health(ol_registry *r, ld_health *h);
 /* 1 when the last refresh failed (serving an older snapshot). */
 int ol_registry_stale(ol_registry *r);
 /* Reload now (blocking; used at start and by the refresher). */

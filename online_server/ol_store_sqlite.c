@@ -72,6 +72,7 @@
 #include "ld_time.h"
 #include "ld_value.h"
 #include "ol_store.h"
+#include "ol_values.h"
 
 #define SQ_THREADS    4
 #define SQ_QUEUE      4096
@@ -341,58 +342,6 @@ static int64_t column_ts(sqlite3_stmt *st, int col)
     default:
         return 0;
     }
-}
-
-/* Feast's extract_text_and_num. */
-typedef struct sq_text {
-    const char *text; /* NULL: SQL NULL */
-    size_t len;
-    int has_num;
-    double num;
-    char buf[LD_DOUBLE_REPR_MAX];
-} sq_text;
-
-/* *owned is freed by the caller (protobuf_c_message_free_unpacked). */
-static int value_text(const uint8_t *b, size_t n, sq_text *t, Feast__Types__Value **owned)
-{
-    memset(t, 0, sizeof *t);
-    *owned = NULL;
-    if (n == 0)
-        return 0;
-    Feast__Types__Value *v = feast__types__value__unpack(NULL, n, b);
-    if (!v)
-        return -1;
-    *owned = v;
-    switch (v->val_case) {
-    case FEAST__TYPES__VALUE__VAL_STRING_VAL:
-        t->text = v->string_val ? v->string_val : "";
-        t->len = strlen(t->text);
-        return 0;
-    case FEAST__TYPES__VALUE__VAL_INT32_VAL:
-        t->len = (size_t)snprintf(t->buf, sizeof t->buf, "%" PRId32, v->int32_val);
-        t->has_num = 1, t->num = v->int32_val;
-        break;
-    case FEAST__TYPES__VALUE__VAL_INT64_VAL:
-        t->len = (size_t)snprintf(t->buf, sizeof t->buf, "%" PRId64, v->int64_val);
-        t->has_num = 1, t->num = (double)v->int64_val;
-        break;
-    case FEAST__TYPES__VALUE__VAL_DOUBLE_VAL:
-        t->len = ld_value_double_repr(v->double_val, t->buf);
-        t->has_num = 1, t->num = v->double_val;
-        break;
-    case FEAST__TYPES__VALUE__VAL_FLOAT_VAL:
-        t->len = ld_value_double_repr((double)v->float_val, t->buf);
-        t->has_num = 1, t->num = (double)v->float_val;
-        break;
-    case FEAST__TYPES__VALUE__VAL_BOOL_VAL:
-        t->len = (size_t)snprintf(t->buf, sizeof t->buf, "%s", v->bool_val ? "True" : "False");
-        t->has_num = 1, t->num = v->bool_val ? 1.0 : 0.0;
-        break;
-    default:
-        return 0;
-    }
-    t->text = t->buf;
-    return 0;
 }
 
 static int mkdir_parents(const char *path)
@@ -873,9 +822,9 @@ static int write_once(sq_store *s, sq_conn *c, ol_write *w, const char *tname, l
         for (size_t f = 0; f < w->n_features; f++) {
             const uint8_t *vb = row->val[f] ? row->val[f] : sq_empty;
             size_t vl = row->val[f] ? row->val_len[f] : 0;
-            sq_text tx;
+            ol_value_text tx;
             Feast__Types__Value *owned;
-            if (value_text(vb, vl, &tx, &owned) != 0) {
+            if (ol_value_text_of(vb, vl, &tx, &owned) != 0) {
                 ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                               "sqlite online store: the value of feature %s is not a valid "
                               "feast.types.Value",

@@ -1,4 +1,5 @@
 #include "ol_values.h"
+#include <inttypes.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -260,4 +261,47 @@ int ol_coerce(ld_arena *a, const Feast__Types__Value *in, int declared, const ch
         return fail_type(st, what, in, declared);
     }
     return coerce_scalar(a, in, declared, what, out, st);
+}
+
+int ol_value_text_of(const uint8_t *b, size_t n, ol_value_text *t, Feast__Types__Value **owned)
+{
+    _Static_assert(sizeof t->buf >= LD_DOUBLE_REPR_MAX, "ol_value_text.buf too small");
+    memset(t, 0, sizeof *t);
+    *owned = NULL;
+    if (n == 0)
+        return 0;
+    Feast__Types__Value *v = feast__types__value__unpack(NULL, n, b);
+    if (!v)
+        return -1;
+    *owned = v;
+    switch (v->val_case) {
+    case FEAST__TYPES__VALUE__VAL_STRING_VAL:
+        t->text = v->string_val ? v->string_val : "";
+        t->len = strlen(t->text);
+        return 0;
+    case FEAST__TYPES__VALUE__VAL_INT32_VAL:
+        t->len = (size_t)snprintf(t->buf, sizeof t->buf, "%" PRId32, v->int32_val);
+        t->has_num = 1, t->num = v->int32_val;
+        break;
+    case FEAST__TYPES__VALUE__VAL_INT64_VAL:
+        t->len = (size_t)snprintf(t->buf, sizeof t->buf, "%" PRId64, v->int64_val);
+        t->has_num = 1, t->num = (double)v->int64_val;
+        break;
+    case FEAST__TYPES__VALUE__VAL_DOUBLE_VAL:
+        t->len = ld_value_double_repr(v->double_val, t->buf);
+        t->has_num = 1, t->num = v->double_val;
+        break;
+    case FEAST__TYPES__VALUE__VAL_FLOAT_VAL:
+        t->len = ld_value_double_repr((double)v->float_val, t->buf);
+        t->has_num = 1, t->num = (double)v->float_val;
+        break;
+    case FEAST__TYPES__VALUE__VAL_BOOL_VAL:
+        t->len = (size_t)snprintf(t->buf, sizeof t->buf, "%s", v->bool_val ? "True" : "False");
+        t->has_num = 1, t->num = v->bool_val ? 1.0 : 0.0;
+        break;
+    default:
+        return 0;
+    }
+    t->text = t->buf;
+    return 0;
 }

@@ -26,3 +26,19 @@ int ol_parse_timestamp(const char *s, int64_t *us);
 
 /* A timestamp column value (ISO string or unix_timestamp_val seconds) in µs. */
 int ol_value_timestamp(const Feast__Types__Value *v, const char *what, int64_t *us, ld_status *st);
+
+/* Feast's helpers.extract_text_and_num for the SQL stores' value_text and
+ * value_num columns: a string as is; int32/int64/double/float/bool as
+ * Python's str() prints them, with the number alongside. */
+typedef struct ol_value_text {
+    const char *text; /* NULL: SQL NULL */
+    size_t len;
+    int has_num;
+    double num;
+    char buf[32]; /* >= LD_DOUBLE_REPR_MAX */
+} ol_value_text;
+
+/* From serialized Value bytes. *owned (may be NULL) is the decoded Value the
+ * text points into: the caller frees it with protobuf_c_message_free_unpacked.
+ * 0, or -1 when the bytes do not decode. */
+int ol_value_text_of(const uint8_t *b, size_t n, ol_value_text *t, Feast__Types__Value **owned);

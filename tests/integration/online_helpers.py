@@ -617,6 +617,14 @@ class Stack:
         assert st == 200, f"HTTP /health: {st} {body!r}"
         assert self.online.alive()
 
+    def online_channel_health(self, service: str) -> int:
+        """grpc.health.v1 Check of one service: 1 SERVING, 2 NOT_SERVING."""
+        name = service.encode()
+        req = b"\x0a" + bytes([len(name)]) + name
+        resp = self.channel().unary_unary("/grpc.health.v1.Health/Check")(req, timeout=T)
+        assert resp[:1] == b"\x08", f"health answered {resp!r}"
+        return resp[1]
+
     def http(self, method, path, body=None, **kw):
         return http(self.http_port, method, path, body, **kw)
 

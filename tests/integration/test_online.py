@@ -1433,6 +1433,7 @@ def test_registry_stopped_serving_continues(opb, tmp_path, request, kind):  # no
         write_typed(st, "daily", {"driver_id": i64(opb, 1), "conv_rate": V(opb, float_val=0.5),
                                   "trips": i64(opb, 2),
                                   "event_timestamp": s(opb, iso(time.time_ns() // 1000))})
+        assert st.online_channel_health("larder.online.Registry") == 1
         st.registry.stop(expect_exit=0)
         time.sleep(3.0)  # several failed refreshes (cache_ttl_seconds: 1)
         assert st.online.alive()
@@ -1446,6 +1447,11 @@ def test_registry_stopped_serving_continues(opb, tmp_path, request, kind):  # no
             "features": ["daily:trips"], "entities": {"driver_id": [1, 2]}})
         assert data["results"][1]["values"] == [2, 3]
         st.health_ok()
+        # health says so: the serving services still serve, the registry link does not
+        check = st.online_channel_health
+        assert check("feast.serving.ServingService") == 1
+        assert check("GrpcFeatureServer") == 1
+        assert check("larder.online.Registry") == 2
     finally:
         finish_stack(st)
 
