@@ -172,6 +172,7 @@ static void get_done(void *arg, const ol_get_response *resp, const ld_status *st
     }
     size_t len = 0;
     uint8_t *data = encode_response(resp, &len);
+    ol_get_response_release(resp);
     if (!data) {
         ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
         return;

@@ -60,6 +60,7 @@ typedef struct ol_get_response {
     ol_column_out *cols;
     size_t n_cols;
     size_t n_rows;
+    void *hold; /* what the column names point into (the registry snapshot) */
 } ol_get_response;
 
 /* WriteToOnlineStore (feature_view_name) or Push (push_source_name): a

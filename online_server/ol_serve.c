@@ -483,6 +483,46 @@ static int build_keys(get_ctx *g, group *gr, ol_read_group *rg, const ol_get_req
     return 0;
 }
 
+/* Two groups whose entity keys are built from the same request columns the
+ * same way (same join keys and types, same join-key map) have the same keys:
+ * the usual case of several views of one entity. */
+static int same_keys(const group *a, const group *b)
+{
+    const ol_view *va = a->view, *vb = b->view;
+    if (va->n_join_keys != vb->n_join_keys || a->n_jkm != b->n_jkm)
+        return 0;
+    for (size_t k = 0; k < va->n_join_keys; k++)
+        if (va->join_keys[k].value_type != vb->join_keys[k].value_type ||
+            strcmp(va->join_keys[k].name, vb->join_keys[k].name) != 0)
+            return 0;
+    for (size_t k = 0; k < a->n_jkm; k++)
+        if (strcmp(a->jkm[k]->key, b->jkm[k]->key) != 0 ||
+            strcmp(a->jkm[k]->value, b->jkm[k]->value) != 0)
+            return 0;
+    return 1;
+}
+
+static int share_keys(get_ctx *g, const group *from, const ol_read_group *rfrom, group *gr,
+                      ol_read_group *rg, ld_status *st)
+{
+    gr->row_key = from->row_key;
+    rg->table = gr->view->name;
+    rg->features = gr->features;
+    rg->fields = (const unsigned char(*)[4])gr->fields;
+    rg->n_features = gr->n_features;
+    rg->keys = rfrom->keys;
+    rg->key_lens = rfrom->key_lens;
+    rg->n_keys = rfrom->n_keys;
+    size_t cells = rg->n_keys * gr->n_features;
+    rg->val = ld_arena_calloc(g->a, cells + 1, sizeof *rg->val);
+    rg->val_len = ld_arena_calloc(g->a, cells + 1, sizeof *rg->val_len);
+    rg->event_ts_us = ld_arena_calloc(g->a, rg->n_keys + 1, sizeof *rg->event_ts_us);
+    rg->found = ld_arena_calloc(g->a, rg->n_keys + 1, sizeof *rg->found);
+    if (!rg->val || !rg->val_len || !rg->event_ts_us || !rg->found)
+        return fail_oom(st);
+    return 0;
+}
+
 /* Entity output columns: the request's join-key columns (an entity name is
  * renamed to its join key), in request order, each PRESENT at the epoch. */
 static int prepare_entity_columns(get_ctx *g, const ol_get_request *req, ld_status *st)
@@ -550,9 +590,6 @@ static void get_finish(ol_read *r, const ld_status *rst)
         return;
     }
     memcpy(cols, g->ecols, g->n_ecols * sizeof *cols);
-    /* names must outlive the snapshot: the front end may encode after done */
-    for (size_t i = 0; i < g->n_ecols; i++)
-        cols[i].name = ld_arena_strdup(g->a, cols[i].name);
     int64_t now = ld_wall_us();
     int python = g->srv->python_statuses;
     /* every feature column's cells in four allocations */
@@ -572,17 +609,11 @@ static void get_finish(ol_read *r, const ld_status *rst)
         const group *gr = &g->groups[of->group];
         const ol_read_group *rg = &g->rg[of->group];
         ol_column_out *c = &cols[g->n_ecols + o];
-        c->name = ld_arena_strdup(g->a, of->name);
+        c->name = of->name; /* in the snapshot (or the arena) */
         c->val = all_val + o * g->n_rows;
         c->val_len = all_len + o * g->n_rows;
         c->status = all_status + o * g->n_rows;
         c->ts_us = all_ts + o * g->n_rows;
-        if (!c->name) {
-            fail_oom(&st);
-            g->done(g->arg, NULL, &st);
-            ol_snapshot_unref(g->snap);
-            return;
-        }
         for (size_t row = 0; row < g->n_rows; row++) {
             size_t k = gr->row_key[row];
             if (!rg->found[k]) {
@@ -616,9 +647,14 @@ static void get_finish(ol_read *r, const ld_status *rst)
     resp->cols = cols;
     resp->n_cols = g->n_ecols + g->n_outs;
     resp->n_rows = g->n_rows;
-    ol_snapshot *snap = g->snap;
+    resp->hold = g->snap; /* the caller's reference now: ol_get_response_release */
     g->done(g->arg, resp, NULL);
-    ol_snapshot_unref(snap);
+}
+
+void ol_get_response_release(const ol_get_response *r)
+{
+    if (r)
+        ol_snapshot_unref(r->hold);
 }
 
 int ol_serve_get(ol_server *s, const ol_get_request *req, ld_arena *a, int64_t deadline_us,
@@ -669,9 +705,14 @@ int ol_serve_get(ol_server *s, const ol_get_request *req, ld_arena *a, int64_t d
         fail_oom(st);
         goto fail;
     }
-    for (size_t i = 0; i < g->n_groups; i++)
-        if (build_keys(g, &g->groups[i], &g->rg[i], req, st) != 0)
+    for (size_t i = 0; i < g->n_groups; i++) {
+        size_t j = 0;
+        while (j < i && !same_keys(&g->groups[j], &g->groups[i]))
+            j++;
+        if (j < i ? share_keys(g, &g->groups[j], &g->rg[j], &g->groups[i], &g->rg[i], st) != 0
+                  : build_keys(g, &g->groups[i], &g->rg[i], req, st) != 0)
             goto fail;
+    }
     if (prepare_entity_columns(g, req, st) != 0)
         goto fail;
     g->read = (ol_read){.project = s->project,

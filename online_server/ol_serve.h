@@ -18,10 +18,13 @@ typedef void (*ol_write_done)(void *arg, const ld_status *st);
 
 /* 0: accepted, `done` follows (from any thread, possibly before this
  * returns); -1: refused now with st set, `done` is not called. The response
- * and everything it points to live in `a` (the caller's per-request arena). */
+ * lives in `a` (the caller's per-request arena), its column names in the
+ * registry snapshot it holds: the caller releases it with
+ * ol_get_response_release() once encoded (or dropped). */
 int ol_serve_get(ol_server *s, const ol_get_request *req, ld_arena *a, int64_t deadline_us,
                  ol_get_done done, void *arg, ld_status *st);
 int ol_serve_write(ol_server *s, const ol_write_request *req, ld_arena *a, int64_t deadline_us,
                    ol_write_done done, void *arg, ld_status *st);
+void ol_get_response_release(const ol_get_response *r);
 /* The registry snapshot is loaded and the store is healthy. */
 int ol_serve_healthy(ol_server *s);

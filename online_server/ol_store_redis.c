@@ -1255,11 +1255,15 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
     struct slot {
         uint64_t h;
         size_t cmd; /* + 1; 0 = empty */
-    } *slots = calloc(n_slots, sizeof *slots);
-    size_t *cmd_of = malloc(total * sizeof *cmd_of);  /* [member in (g, k) order] -> command */
-    size_t *count = calloc(total + 1, sizeof *count); /* [command] -> members, then offsets */
-    struct rd_member *rep_of = malloc(total * sizeof *rep_of); /* [command] -> first member */
-    size_t *fields = calloc(total + 1, sizeof *fields);        /* [command] -> HMGET fields */
+    } *slots = ld_arena_calloc(r->arena, n_slots, sizeof *slots);
+    size_t *cmd_of = ld_arena_alloc(
+            r->arena, total * sizeof *cmd_of); /* [member in (g, k) order] -> command */
+    size_t *count = ld_arena_calloc(r->arena, total + 1,
+                                    sizeof *count); /* [command] -> members, then offsets */
+    struct rd_member *rep_of =
+            ld_arena_alloc(r->arena, total * sizeof *rep_of); /* [command] -> first member */
+    size_t *fields =
+            ld_arena_calloc(r->arena, total + 1, sizeof *fields); /* [command] -> HMGET fields */
     rd_req *q = req_new(s, RD_READ, r->deadline_us);
     if (q) {
         q->first = malloc((total + 1) * sizeof *q->first);
@@ -1268,11 +1272,6 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
     }
     if (!slots || !cmd_of || !count || !rep_of || !fields || !q || !q->first || !q->members ||
         !q->cmd_len) {
-        free(slots);
-        free(cmd_of);
-        free(count);
-        free(rep_of);
-        free(fields);
         if (q)
             req_free(q);
         return oom(st);
@@ -1315,16 +1314,11 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
     for (size_t g = 0; g < r->n_groups; g++)
         for (size_t k = 0; k < r->groups[g].n_keys; k++, m++)
             q->members[count[cmd_of[m]]++] = (struct rd_member){(uint32_t)g, (uint32_t)k};
-    free(slots);
-    free(cmd_of);
-    free(count);
 
     /* each group's field list ("_ts:<view>" last), formatted once */
     ld_buf gf = LD_BUF_INIT;
-    size_t *gf_off = malloc((r->n_groups + 1) * sizeof *gf_off);
+    size_t *gf_off = ld_arena_alloc(r->arena, (r->n_groups + 1) * sizeof *gf_off);
     if (!gf_off) {
-        free(rep_of);
-        free(fields);
         req_free(q);
         return oom(st);
     }
@@ -1345,7 +1339,12 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
 
     q->r = r;
     q->n_cmds = n_cmds;
-    size_t plen = strlen(r->project);
+    size_t plen = strlen(r->project), need = 0;
+    for (size_t i = 0; i < q->first[n_cmds]; i++) {
+        const struct rd_member *rm = &q->members[i];
+        need += gf_off[rm->g + 1] - gf_off[rm->g] + 64 + r->groups[rm->g].key_lens[rm->k] + plen;
+    }
+    ld_buf_reserve(&q->cmds, need);
     for (size_t c = 0; c < n_cmds; c++) {
         size_t start = q->cmds.len;
         const struct rd_member *rm = &rep_of[c];
@@ -1360,9 +1359,6 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
         q->cmd_len[c] = q->cmds.len - start;
     }
     ld_buf_free(&gf);
-    free(gf_off);
-    free(rep_of);
-    free(fields);
     return submit(s, q, st);
 }
 
