@@ -369,7 +369,8 @@ static void serve_proto(ld_call *c, const ProtobufCMessage *req, const catalog *
             return;
         }
         if (k == CAT_PROJECT) {
-            memcpy(view.kinds[k].v, projects->v, projects->n * sizeof(cat_obj *));
+            if (projects->n) /* v may be NULL in an empty registry */
+                memcpy(view.kinds[k].v, projects->v, projects->n * sizeof(cat_obj *));
             view.kinds[k].n = projects->n;
             continue;
         }
