@@ -11,6 +11,7 @@
 #
 # Usage: bench/health_vs_redis.sh [--quick] [--build DIR] [--rounds N] [--duration S]
 #                                 [--concurrency C] [--servers LIST] [--out DIR]
+#                                 [--json PATH] [--warmup S]
 set -euo pipefail
 
 BUILD=build
@@ -20,6 +21,7 @@ ROUNDS=3
 CONC=32
 SERVERS="registry online offline"
 OUT=
+JSON=
 
 usage() {
     cat <<EOF
@@ -31,6 +33,9 @@ Usage: $0 [options]
   --concurrency C    calls in flight / Redis clients (default 32)
   --servers LIST     larder servers to run, space or comma separated
                      (default "registry online offline"; missing binaries are skipped)
+  --json PATH        also write every run as machine-readable records (a JSON list of
+                     {name, metric, value, unit, round, reference, params}) to PATH
+  --warmup S         unmeasured seconds before each larder run (default 1)
   --out DIR          keep the raw results (ld-load JSON lines, redis-benchmark CSV,
                      the results table, server logs) in DIR
 EOF
@@ -46,6 +51,8 @@ while [ $# -gt 0 ]; do
     --concurrency) CONC=$2; shift ;;
     --servers) SERVERS=${2//,/ }; shift ;;
     --out) OUT=$2; shift ;;
+    --json) JSON=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "$0: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -211,12 +218,23 @@ echo
 
 RESULTS=$TMP/results # lines: system round rps p50_us p99_us cpu_us_per_call other_pct
 
+# Peak RSS of one run: reset the process's VmHWM to its current RSS before the run
+# (/proc/PID/clear_refs, Linux >= 4.0), read it after. Lines: system round KiB.
+rss_reset() { { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null; }
+rss_peak() { # $1 = pid, $2 = system, $3 = round, $4 = 0 if the reset worked
+    [ "$4" = 0 ] || return 0
+    awk -v s="$2" -v r="$3" '/^VmHWM:/ { print s, r, $2 }' "/proc/$1/status" \
+        >>"$TMP/rss" 2>/dev/null || true
+}
+
 run_larder() { # $1 = server name, $2 = round
-    local s=$1 r=$2 out
+    local s=$1 r=$2 out rr=0
+    rss_reset "${PID[$s]}" || rr=1
     meter_start "${PID[$s]}"
     out=$("$LD_LOAD" --target "127.0.0.1:${PORT[$s]}" --concurrency "$CONC" --duration "$DURATION" \
         --warmup "$WARMUP" --json) || { echo "ld-load failed against $s" >&2; return 1; }
     meter_stop "${PID[$s]}"
+    rss_peak "${PID[$s]}" "$s" "$r" "$rr"
     echo "$out" >>"$TMP/$s.jsonl"
     local rps p50 p99 errs total
     rps=$(echo "$out" | sed -E 's/.*"rps":([0-9.]+).*/\1/')
@@ -232,11 +250,13 @@ run_larder() { # $1 = server name, $2 = round
 }
 
 run_redis() { # $1 = round
-    local r=$1 line
+    local r=$1 line rr=0
+    rss_reset "$REDIS_PID" || rr=1
     meter_start "$REDIS_PID"
     line=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t ping_mbulk -c "$CONC" -n "$REDIS_N" \
         --csv | grep PING_MBULK)
     meter_stop "$REDIS_PID"
+    rss_peak "$REDIS_PID" redis "$r" "$rr"
     echo "$line" >>"$TMP/redis.csv"
     # csv: test, rps, avg, min, p50, p95, p99, max (latencies in ms)
     awk -v r="$r" -v rps="$(csv_field "$line" 2)" -v p50="$(csv_field "$line" 5)" \
@@ -317,3 +337,46 @@ echo "notes: Redis PING uses $CONC TCP connections; ld-load multiplexes $CONC HT
 echo "       redis-benchmark reports latencies in ms with 3 decimals (--csv); ld-load in whole us."
 echo "       srv_cpu_us/call = server process CPU (user+sys, /proc, ${CLK_TCK} Hz ticks) / calls served,"
 echo "       warm-up included for larder (ld-load calls_total) and the -n requests for Redis."
+
+# ---- machine-readable records (--json) ------------------------------------------
+if [ -n "$JSON" ]; then
+    /usr/bin/python3 - "$RESULTS" "$TMP" "$JSON" "$CONC" "$DURATION" "$ROUNDS" "$src" \
+        "$buildtype" "$idle" "$(redis-server --version | cut -d' ' -f3)" <<'PYEOF'
+import json, os, sys
+results, tmp, path, conc, dur, rounds, src, bt, idle, redis_v = sys.argv[1:11]
+name = {"redis": "Redis PING_MBULK"}
+recs = [{"name": "health_vs_redis", "metric": "meta", "value": None, "unit": None,
+         "params": {"source": src, "buildtype": bt, "idle_pct_before": float(idle),
+                    "redis": redis_v.replace("v=", ""), "concurrency": int(conc),
+                    "duration_s": float(dur), "rounds": int(rounds)}}]
+rss = {}
+if os.path.exists(os.path.join(tmp, "rss")):
+    for line in open(os.path.join(tmp, "rss")):
+        s, r, kib = line.split()
+        rss[(s, int(r))] = int(kib)
+p999 = {}  # from the ld-load JSON lines, one per round, in order
+for line in open(results):
+    s = line.split()[0]
+    if s != "redis" and (s, 1) not in p999:
+        for i, x in enumerate(open(os.path.join(tmp, s + ".jsonl"))):
+            p999[(s, i + 1)] = json.loads(x).get("p999_us")
+for line in open(results):
+    s, r, rps, p50, p99, cpu, other = line.split()
+    r = int(r)
+    n = name.get(s, "larder-" + s) + " health Check" * (s != "redis")
+    ref = None if s == "redis" else "Redis PING_MBULK"
+    params = {"system": "redis" if s == "redis" else "larder-" + s, "conc": int(conc),
+              "reference_case": s == "redis"}
+    for metric, v, unit in (("rps", float(rps), "calls/s"), ("p50", float(p50), "us"),
+                            ("p99", float(p99), "us"), ("p999", p999.get((s, r)), "us"),
+                            ("cpu_per_call", float(cpu), "us/call"),
+                            ("rss_peak", rss.get((s, r)), "KiB"),
+                            ("other_pct", float(other), "%")):
+        if v is not None:
+            recs.append({"name": n, "metric": metric, "value": v, "unit": unit, "round": r,
+                         "reference": ref, "params": params})
+with open(path, "w") as f:
+    json.dump(recs, f, indent=0)
+    f.write("\n")
+PYEOF
+fi

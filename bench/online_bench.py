@@ -37,6 +37,11 @@ response is verified before it is measured. PostgreSQL and SQLite get fv_0..fv_4
 usage: bench/online_bench.py [--build DIR] [--quick] [--skip-sql] [--rounds N]
                              [--duration S] [--cases SUBSTR,...] [--out DIR]
                              [--wait-idle S] [--redis-args ARGS] [--wrap-online CMD]
+                             [--warmup S] [--sweep [SPEC]] [--sweep-conc C]
+                             [--sweep-protos LIST] [--json PATH]
+--sweep adds the growth sweep (rows per request at 50 features, features per
+request at 1 row; fs_100..fs_200 exist for it); --json writes every run as
+records for bench/run-all.
 The binaries are copied out of --build at start (a rebuild during the run cannot
 change them); the report names the git revision and build time they came from.
 Needs /usr/bin/python3 with grpcio/protobuf, protoc + grpc_python_plugin,
@@ -74,6 +79,50 @@ ID_BASE = 1001  # driver ids ID_BASE .. ID_BASE + N_ENTITIES - 1
 SEED = 20260101
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FILE_SOURCE_CLASS = "feast.infra.offline_stores.file_source.FileSource"
+
+# --sweep default: rows per request (at 50 features); features per request (at 1 row)
+SWEEP_DEFAULT = "rows=1,10,20,30,40,50,60,70,80,90,100;features=50,100,150,200,250"
+
+
+def parse_sweep(spec):
+    out = {"rows": [], "features": []}
+    for part in spec.split(";"):
+        if not part.strip():
+            continue
+        k, _, v = part.partition("=")
+        k = k.strip()
+        if k not in out:
+            raise SystemExit(f"--sweep: unknown key {k!r} (rows, features)")
+        out[k] = [int(x) for x in v.split(",") if x.strip()]
+    for f in out["features"]:
+        if f % N_FEATURES or not 0 < f <= N_VIEWS * N_FEATURES or f // N_FEATURES not in (
+                5, 10, 15, 20, 25):
+            raise SystemExit(f"--sweep: features must be one of 50,100,150,200,250 ({f})")
+    for n in out["rows"]:
+        if not 0 < n <= N_ENTITIES:
+            raise SystemExit(f"--sweep: rows must be 1..{N_ENTITIES} ({n})")
+    return out
+
+
+def clear_peak_rss(pid):
+    """Reset the process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0, own
+    children or root); False when the kernel refuses."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            m = re.search(r"VmHWM:\s+(\d+)", f.read())
+        return int(m.group(1)) if m else None
+    except OSError:
+        return None
+
 
 # Feast's published p99 (ms), 50 features, feast-dev/feast-benchmarks and the Go blog
 # (performance-anchors.md section 1.2): c5.4xlarge, 16 vCPU, other hardware and clients.
@@ -379,7 +428,9 @@ def apply_registry(target):
             fv.spec.ttl.FromSeconds(3650 * 86400)  # large: the TTL check runs, nothing expires
             stub.ApplyFeatureView(R.ApplyFeatureViewRequest(project=PROJECT, commit=True,
                                                             feature_view=fv), timeout=30)
-        for name, nviews in (("fs_50", 5), ("fs_250", N_VIEWS)):
+        # fs_100..fs_200: the feature-count sweep (--sweep)
+        for name, nviews in (("fs_50", 5), ("fs_100", 10), ("fs_150", 15), ("fs_200", 20),
+                             ("fs_250", N_VIEWS)):
             fs = FS.FeatureService(spec=FS.FeatureServiceSpec(name=name, features=[
                 FVP.FeatureViewProjection(
                     feature_view_name=f"fv_{k}",
@@ -615,6 +666,45 @@ def build_type(build):
     return "unknown"
 
 
+def write_json_records(path, cases, meta):
+    """--json: one record per case, round and metric: {name, metric, value, unit, round,
+    reference, params}; the first record (metric "meta") describes the run."""
+    recs = [{"name": "online_bench", "metric": "meta", "value": None, "unit": None,
+             "params": meta}]
+    fields = (("rps", "rps", "calls/s"), ("p50_us", "p50", "us"), ("p99_us", "p99", "us"),
+              ("p999_us", "p999", "us"), ("larder_cpu_us_per_call", "cpu_per_call", "us/call"),
+              ("larder_peak_rss_kib", "rss_peak", "KiB"),
+              ("store_cpu_us_per_call", "store_cpu_per_call", "us/call"),
+              ("store_peak_rss_kib", "store_rss_peak", "KiB"),
+              ("hmget_per_call", "hmget_per_call", "HMGET"), ("hmget_us", "hmget_us", "us"),
+              ("other_pct", "other_pct", "%"))
+    for c in cases:
+        ref = None
+        if c["proto"] != "RESP" and not c["ref"]:
+            ref = f"{c['proto']} {'health Check' if c['proto'] == 'gRPC' else 'GET /health'}" \
+                  f" @{c['conc']}"
+        params = {"proto": c["proto"], "store": c["store"], "conc": c["conc"],
+                  "reference_case": bool(c["ref"])}
+        params.update(c.get("shape", {}))
+        if c["proto"] == "RESP":  # the store's own CPU is the reference's CPU
+            fields_c = [("store_cpu_us_per_call", "cpu_per_call", "us/call"),
+                        ("store_peak_rss_kib", "rss_peak", "KiB")] + [
+                f for f in fields if f[0] in ("rps", "p50_us", "p99_us", "hmget_us",
+                                              "other_pct")]
+        else:
+            fields_c = fields
+        for x in c["rows"]:
+            for key, metric, unit in fields_c:
+                v = x.get(key)
+                if v is None:
+                    continue
+                recs.append({"name": c["key"], "metric": metric, "value": v, "unit": unit,
+                             "round": x["round"], "reference": ref, "params": params})
+    with open(path, "w") as f:
+        json.dump(recs, f, indent=0)
+        f.write("\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build-release"))
@@ -627,9 +717,26 @@ def main():
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each run, wait up to S seconds for the CPUs to be >= 90%% "
                          "idle over 1 s (shared machines); every run is still reported")
-    ap.add_argument("--redis-args", metavar="ARGS",
-                    help="extra redis-server arguments, e.g. '--hash-max-listpack-entries 128' "
-                         "(redis.conf's value; the compiled-in default is 512)")
+    ap.add_argument("--redis-args", metavar="ARGS", default="--hash-max-listpack-entries 128",
+                    help="extra redis-server arguments (default: '--hash-max-listpack-entries "
+                         "128', so that an entity hash of this shape, 275 fields, is a hash "
+                         "table as in a tuned deployment; Debian's redis.conf and compiled-in "
+                         "default is 512, which keeps it a listpack that every HMGET field "
+                         "scans linearly. Pass '' for Redis as shipped)")
+    ap.add_argument("--sweep", nargs="?", const=SWEEP_DEFAULT, metavar="SPEC",
+                    help="also run the growth sweep over Redis, gRPC and HTTP at "
+                         "--sweep-conc in flight: rows per request at 50 features and "
+                         "features per request at 1 row (default SPEC "
+                         f"'{SWEEP_DEFAULT}'); kept whatever --cases says")
+    ap.add_argument("--sweep-conc", type=int, default=1, metavar="C",
+                    help="calls in flight for the sweep (default 1)")
+    ap.add_argument("--sweep-protos", default="gRPC,HTTP", metavar="LIST",
+                    help="protocols of the sweep (default gRPC,HTTP)")
+    ap.add_argument("--warmup", type=float, default=1, metavar="S",
+                    help="unmeasured seconds before each run (default 1)")
+    ap.add_argument("--json", metavar="PATH",
+                    help="write every run as machine-readable records (a JSON list of "
+                         "{name, metric, value, unit, round, ...}) to PATH")
     ap.add_argument("--wrap-online", metavar="CMD",
                     help="run the Redis-backed larder-online under CMD (e.g. "
                          "'valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%%p')")
@@ -789,13 +896,14 @@ def main():
             cases.append(dict(name=name, proto="gRPC", store=store, conc=conc, ref=ref,
                               meters=srv_meters(store),
                               run=lambda: run_ld(ld_load, o.grpc, conc, dur,
-                                                 GOF if fs else None, req)))
+                                                 GOF if fs else None, req,
+                                                 warmup=args.warmup)))
 
         def add_http(name, store, conc, fs=None, ids=None, nviews=0, ref=False):
             o = onl[store]
             b = body(store, "json", fs, ids, nviews) if fs else None
             url = o.http + ("/get-online-features" if fs else "/health")
-            measured, warm = run_wrk(lua, url, conc, dur, b)
+            measured, warm = run_wrk(lua, url, conc, dur, b, warmup=args.warmup)
             cases.append(dict(name=name, proto="HTTP", store=store, conc=conc, ref=ref,
                               meters=srv_meters(store), warm=warm,
                               run=lambda: wrk_result(measured(dur))))
@@ -836,9 +944,35 @@ def main():
         if args.cases:
             wanted = [w.strip() for w in args.cases.split(",") if w.strip()]
             cases = [c for c in cases if any(w in c["key"] for w in wanted)]
+        if args.sweep:
+            # growth sweep: rows at 50 features, features at 1 row; a point that is
+            # already a case (e.g. 1x50 @1) is measured once and used for both
+            sw = parse_sweep(args.sweep)
+            points = [(n, 50) for n in sw["rows"]] + [(1, f) for f in sw["features"]]
+            have = {c["key"] for c in cases}
+            n_before = len(cases)
+            protos = [x.strip() for x in args.sweep_protos.split(",") if x.strip()]
+            for proto, add in (("gRPC", add_grpc), ("HTTP", add_http)):
+                if proto not in protos:
+                    continue
+                for n, f in dict.fromkeys(points):
+                    name = f"{n}x{f}"
+                    if f"{proto} {name} @{args.sweep_conc}" in have:
+                        continue
+                    ids = ids_1a if n == 1 else [ID_BASE + i for i in random.Random(
+                        SEED + n).sample(range(N_ENTITIES), n)]
+                    add(name, "redis", args.sweep_conc, f"fs_{f}", ids, f // N_FEATURES)
+            for c in cases[n_before:]:
+                c["label"] = f"{c['proto']} {c['name']}"
+                c["key"] = f"{c['label']} @{c['conc']}"
+                c["rows"] = []
+        for c in cases:
+            m = re.match(r"(\d+)x(\d+)$", c["name"])
+            if m and c["store"] == "redis":
+                c["shape"] = {"rows": int(m.group(1)), "features": int(m.group(2))}
 
         print(f"# online benchmark: {len(cases)} configurations x {args.rounds} rounds, "
-              f"{dur:g} s measured per run, 1 s warm-up", file=sys.stderr)
+              f"{dur:g} s measured per run, {args.warmup:g} s warm-up", file=sys.stderr)
         for r in range(args.rounds):
             order = cases if r % 2 == 0 else list(reversed(cases))
             for c in order:
@@ -850,8 +984,17 @@ def main():
                     c["warm"]()
                 if c["store"] == "redis":
                     redis_pipeline(redis_port, [resp_cmd("CONFIG", "RESETSTAT")])
+                rss_pids = {n: f() for n, f in c["meters"].items()}
+                rss_reset = {n: all([clear_peak_rss(x) for x in pids])
+                             for n, pids in rss_pids.items()}
                 with Meter(c["meters"]) as m:
                     res = c["run"]()
+                for n, pids in rss_pids.items():
+                    # peak RSS during this run (VmHWM reset before it), summed over the
+                    # processes (PostgreSQL: postmaster and backends); None if not reset
+                    v = [peak_rss_kib(x) for x in pids]
+                    res[f"{n}_peak_rss_kib"] = (sum(x for x in v if x) if rss_reset[n]
+                                               and any(v) else None)
                 if c["store"] == "redis":
                     (info,) = redis_pipeline(redis_port, [resp_cmd("INFO", "commandstats")])
                     st = re.search(rb"cmdstat_hmget:calls=(\d+),usec=(\d+)", info)
@@ -900,7 +1043,8 @@ def main():
           f"{redis_enc}; extra redis-server args: {args.redis_args or 'none'})"
           + "".join(f"; {s}: fv_0..fv_4 via /write-to-online-store in {t:.1f} s"
                     for s, t in sql_load_s.items()))
-        p(f"runs: {args.rounds} rounds, {dur:g} s measured per run after 1 s warm-up; order "
+        p(f"runs: {args.rounds} rounds, {dur:g} s measured per run after {args.warmup:g} s "
+          f"warm-up (wrk: at least 1 s); order "
           f"reversed every other round. gRPC: ld-load (1 thread, 1 connection, C in flight); "
           f"HTTP: wrk -t1 -cC (C keep-alive connections); RESP: redis-benchmark -cC -P 1. "
           f"Every call repeats one fixed request body.")
@@ -995,6 +1139,15 @@ def main():
             p(f"| Feast {n} | {a:.2f} | {b:.2f} |")
         report = "\n".join(out)
         print(report)
+        if args.json:
+            write_json_records(args.json, cases, {
+                "command": " ".join(shlex.quote(a) for a in ["bench/online_bench.py"]
+                                    + sys.argv[1:]),
+                "source": rev, "buildtype": bt, "redis": redis_v, "wrk": wrk_v,
+                "postgresql": pg_version, "duration_s": dur, "rounds": args.rounds,
+                "data": f"{N_ENTITIES} entities x {N_VIEWS} views x {N_FEATURES} Int64 "
+                        f"features in Redis; {redis_enc}",
+                "idle_pct_before": round(idle, 1)})
         if args.out:
             os.makedirs(args.out, exist_ok=True)
             with open(os.path.join(args.out, "report.md"), "w") as f:

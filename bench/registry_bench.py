@@ -9,7 +9,12 @@ Measures, each over 3 rounds (median and min-max reported):
     and on PostgreSQL when --pg (starts a throwaway PostgreSQL);
   - load time and RSS of a registry of 10,000 feature views.
 
-usage: bench/registry_bench.py [--build DIR] [--quick] [--pg]
+With --sweep, also: ListFeatureViews at 1 in flight on registries of 10, 100,
+1,000 and 10,000 feature views (one server each, all up at once, measured in
+turn every round), next to a health Check at 1 in flight.
+
+usage: bench/registry_bench.py [--build DIR] [--quick] [--pg] [--rounds N]
+                               [--duration S] [--warmup S] [--sweep [N,N,...]] [--json PATH]
 Needs /usr/bin/python3 with grpcio/protobuf, protoc, and ld-load built.
 """
 import argparse
@@ -76,6 +81,10 @@ class Server:
             except OSError:
                 time.sleep(0.005)
 
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -85,15 +94,106 @@ class Server:
         self.proc.wait(timeout=20)
 
 
+WARMUP_S = 1.0  # --warmup
+
+
 def load(ld_load, target, method=None, request=None, conc=32, dur=10):
     cmd = [ld_load, "--target", target, "--concurrency", str(conc), "--duration", str(dur),
-           "--warmup", "1", "--json"]
+           "--warmup", str(WARMUP_S), "--json"]
     if method:
         cmd += ["--method", method]
     if request:
         cmd += ["--request", request]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def proc_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def measured(srv, *a, **kw):
+    """load() against srv, adding the server's CPU per call (from /proc, warm-up
+    included, as ld-load's calls_total) and its peak RSS during the run (VmHWM
+    reset before it through /proc/PID/clear_refs)."""
+    try:
+        with open(f"/proc/{srv.proc.pid}/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    t0 = proc_ticks(srv.proc.pid)
+    r = load(*a, **kw)
+    r["cpu_us_per_call"] = ((proc_ticks(srv.proc.pid) - t0) / os.sysconf("SC_CLK_TCK") * 1e6
+                            / max(1, r["calls_total"]))
+    r["peak_rss_kib"] = srv.peak_rss_kib() if reset else None
+    return r
+
+
+def write_json(path, results, loads, sweep, meta):
+    """--json: records {name, metric, value, unit, round, reference, params}."""
+    recs = [{"name": "registry_bench", "metric": "meta", "value": None, "unit": None,
+             "params": meta}]
+
+    def add_runs(name, rows, ref=None, params=None):
+        for i, r in enumerate(rows):
+            for key, metric, unit in (("rps", "rps", "calls/s"), ("p50_us", "p50", "us"),
+                                      ("p99_us", "p99", "us"), ("p999_us", "p999", "us"),
+                                      ("cpu_us_per_call", "cpu_per_call", "us/call"),
+                                      ("peak_rss_kib", "rss_peak", "KiB"),
+                                      ("resp_bytes_mean", "resp_bytes", "B")):
+                if r.get(key) is not None:
+                    recs.append({"name": name, "metric": metric, "value": r[key],
+                                 "unit": unit, "round": i + 1, "reference": ref,
+                                 "params": params or {}})
+
+    h = "health Check @32"
+    add_runs(h, results["health"], params={"conc": 32, "reference_case": True})
+    add_runs("GetFeatureView @32", results["get"], h, {"conc": 32})
+    add_runs("ListFeatureViews 1000 FVs @4", results["list"], None, {"conc": 4, "fvs": 1000})
+    add_runs("ApplyEntity file @1", results["apply_file"], None, {"conc": 1})
+    if results.get("apply_pg"):
+        add_runs("ApplyEntity PostgreSQL @1", results["apply_pg"], None, {"conc": 1})
+    for i, x in enumerate(loads):
+        for key, metric, unit in (("load_ms", "load_ms", "ms"), ("ready_s", "ready_ms", "ms"),
+                                  ("rss_kib", "rss", "KiB")):
+            v = x[key] * 1000 if key == "ready_s" else x[key]
+            recs.append({"name": "load 10000 FVs", "metric": metric, "value": v, "unit": unit,
+                         "round": i + 1, "reference": None, "params": {"fvs": 10000}})
+    if sweep:
+        add_runs("health Check @1", sweep["health"], params={"conc": 1, "reference_case": True})
+        for n, rows in sweep["list"].items():
+            add_runs(f"ListFeatureViews {n} FVs @1", rows, "health Check @1",
+                     {"conc": 1, "fvs": n, "sweep": True})
+            for i, x in enumerate(sweep["load"][n]):
+                for key, metric, unit in (("load_ms", "load_ms", "ms"),
+                                          ("rss_kib", "rss", "KiB"),
+                                          ("file_bytes", "file_bytes", "B")):
+                    recs.append({"name": f"load {n} FVs", "metric": metric, "value": x[key],
+                                 "unit": unit, "round": i + 1, "reference": None,
+                                 "params": {"fvs": n, "sweep": True}})
+    with open(path, "w") as f:
+        json.dump(recs, f, indent=0)
+        f.write("\n")
+
+
+def write_registry(path, n, R, FV, Feat, DS, D, E, Reg, P, project):
+    """A registry file with n feature views, written directly; returns its size."""
+    reg = Reg.Registry(registry_schema_version="1")
+    reg.projects.append(P.Project(spec=P.ProjectSpec(name=project)))
+    reg.entities.append(E.Entity(spec=E.EntitySpecV2(name="driver", project=project,
+                                                     join_key="driver_id", value_type=4)))
+    for i in range(n):
+        fv = fv_proto(R, FV, Feat, DS, D, i)
+        fv.spec.project = project
+        reg.feature_views.append(fv)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    data = reg.SerializeToString()
+    with open(path, "wb") as f:
+        f.write(data)
+    return len(data)
 
 
 def med(rows, key):
@@ -120,8 +220,20 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build-release"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--pg", action="store_true", help="also measure apply on PostgreSQL")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, help="seconds per measured run (default 10, "
+                    "3 with --quick)")
+    ap.add_argument("--sweep", nargs="?", const="10,100,1000,10000", metavar="N,N,...",
+                    help="ListFeatureViews latency against registry size (default "
+                         "10,100,1000,10000 feature views)")
+    ap.add_argument("--warmup", type=float, default=1.0, metavar="S",
+                    help="unmeasured seconds before each run (default 1)")
+    ap.add_argument("--json", metavar="PATH", help="write every run as machine-readable "
+                    "records (a JSON list of {name, metric, value, unit, round, ...})")
     args = ap.parse_args()
-    dur = 3 if args.quick else 10
+    dur = args.duration or (3 if args.quick else 10)
+    global WARMUP_S
+    WARMUP_S = args.warmup
     ld_load = os.path.join(args.build, "bench/ld-load")
     tmp = tempfile.mkdtemp(prefix="ld-regbench-")
     gen_stubs(tmp)
@@ -152,14 +264,16 @@ def main():
             f.write(R.ApplyEntityRequest(entity=ent, project="bench").SerializeToString())
 
         health, get, lst, apply = [], [], [], []
-        for _ in range(3):
-            health.append(load(ld_load, srv.target, dur=dur))
-            get.append(load(ld_load, srv.target, "/feast.registry.RegistryServer/GetFeatureView",
-                            get_req, dur=dur))
-            lst.append(load(ld_load, srv.target, "/feast.registry.RegistryServer/ListFeatureViews",
-                            list_req, conc=4, dur=dur))
-            apply.append(load(ld_load, srv.target, "/feast.registry.RegistryServer/ApplyEntity",
-                              apply_req, conc=1, dur=dur))
+        for _ in range(args.rounds):
+            health.append(measured(srv, ld_load, srv.target, dur=dur))
+            get.append(measured(srv, ld_load, srv.target,
+                                "/feast.registry.RegistryServer/GetFeatureView", get_req, dur=dur))
+            lst.append(measured(srv, ld_load, srv.target,
+                                "/feast.registry.RegistryServer/ListFeatureViews", list_req,
+                                conc=4, dur=dur))
+            apply.append(measured(srv, ld_load, srv.target,
+                                  "/feast.registry.RegistryServer/ApplyEntity", apply_req,
+                                  conc=1, dur=dur))
         results.update(health=health, get=get, list=lst, apply_file=apply)
     finally:
         srv.stop()
@@ -177,7 +291,7 @@ def main():
     with open(os.path.join(tmp, "big", "registry.db"), "wb") as f:
         f.write(data)
     loads = []
-    for _ in range(3):
+    for _ in range(args.rounds):
         s = Server(args.build, f"project: big\nregistry: {tmp}/big/registry.db\n", tmp, "big")
         rss = s.rss_kib()
         s.stop()
@@ -195,12 +309,51 @@ def main():
             try:
                 stub = RG.RegistryServerStub(grpc.insecure_channel(s.target))
                 stub.ApplyEntity(R.ApplyEntityRequest(entity=ent, project="bench"))
-                apply_pg = [load(ld_load, s.target, "/feast.registry.RegistryServer/ApplyEntity",
-                                 apply_req, conc=1, dur=dur) for _ in range(3)]
+                apply_pg = [measured(s, ld_load, s.target,
+                                     "/feast.registry.RegistryServer/ApplyEntity", apply_req,
+                                     conc=1, dur=dur) for _ in range(args.rounds)]
             finally:
                 s.stop()
         finally:
             pg.stop()
+
+    results["apply_pg"] = apply_pg
+
+    sweep = None
+    if args.sweep:
+        sizes = [int(x) for x in args.sweep.split(",") if x.strip()]
+        sweep = {"health": [], "list": {n: [] for n in sizes}, "load": {n: [] for n in sizes}}
+        servers = {}
+        list_sweep = os.path.join(tmp, "list_sweep.bin")
+        with open(list_sweep, "wb") as f:
+            f.write(R.ListFeatureViewsRequest(project="sweep",
+                                              allow_cache=True).SerializeToString())
+        try:
+            for n in sizes:
+                path = os.path.join(tmp, f"sweep{n}", "registry.db")
+                size = write_registry(path, n, R, FV, Feat, DS, D, E, Reg, P, "sweep")
+                s = Server(args.build, f"project: sweep\nregistry: {path}\n", tmp, f"sweep{n}")
+                servers[n] = s
+                log = open(s.log.name).read()
+                m = re.search(r"registry loaded: (\d+) objects .* in ([\d.]+) ms", log)
+                sweep["load"][n].append({"load_ms": float(m.group(2)) if m else None,
+                                         "rss_kib": s.rss_kib(), "file_bytes": size})
+            for r in range(args.rounds):
+                order = sizes if r % 2 == 0 else list(reversed(sizes))
+                if r % 2 == 0:
+                    sweep["health"].append(measured(servers[sizes[0]], ld_load,
+                                                    servers[sizes[0]].target, conc=1, dur=dur))
+                for n in order:
+                    sweep["list"][n].append(measured(
+                        servers[n], ld_load, servers[n].target,
+                        "/feast.registry.RegistryServer/ListFeatureViews", list_sweep, conc=1,
+                        dur=dur))
+                if r % 2 == 1:
+                    sweep["health"].append(measured(servers[sizes[0]], ld_load,
+                                                    servers[sizes[0]].target, conc=1, dur=dur))
+        finally:
+            for s in servers.values():
+                s.stop()
 
     h_rps = med(results["health"], "rps")[0]
     g_rps = med(results["get"], "rps")[0]
@@ -228,6 +381,24 @@ def main():
     rd = statistics.median(r["ready_s"] for r in loads)
     print(f"10,000-FV registry ({len(data) / 1e6:.1f} MB file): load {lm:.0f} ms, "
           f"start-to-serving {rd * 1000:.0f} ms, RSS {rs / 1024:.0f} MiB (goal: load <= 1 s)")
+    if sweep:
+        print()
+        print("| ListFeatureViews, 1 in flight | calls/s | p50 | p99 | response |")
+        print("|---|---|---|---|---|")
+        print(f"| health Check (reference) | {fmt(sweep['health'], 'rps')} | "
+              f"{fmt(sweep['health'], 'p50_us', 1000, ' ms')} | "
+              f"{fmt(sweep['health'], 'p99_us', 1000, ' ms')} | |")
+        for n, rows in sweep["list"].items():
+            print(f"| {n} FVs | {fmt(rows, 'rps')} | {fmt(rows, 'p50_us', 1000, ' ms')} | "
+                  f"{fmt(rows, 'p99_us', 1000, ' ms')} | "
+                  f"{rows[0]['resp_bytes_mean'] / 1e3:.0f} kB |")
+    if args.json:
+        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip()
+        write_json(args.json, results, loads, sweep, {
+            "command": " ".join(["bench/registry_bench.py"] + sys.argv[1:]), "source": rev,
+            "duration_s": dur, "warmup_s": args.warmup, "rounds": args.rounds,
+            "registry_file_bytes_10000": len(data)})
     shutil.rmtree(tmp, ignore_errors=True)
 
 
