@@ -1325,14 +1325,17 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
     for (size_t g = 0; g < r->n_groups; g++) {
         const ol_read_group *gr = &r->groups[g];
         gf_off[g] = gf.len;
-        for (size_t f = 0; f < gr->n_features; f++) {
-            unsigned char h[4];
+        /* a field is always "$4\r\n" + 4 hash bytes + "\r\n" */
+        char *w = ld_buf_reserve(&gf, gr->n_features * 10);
+        for (size_t f = 0; f < gr->n_features; f++, w += 10) {
+            memcpy(w, "$4\r\n", 4);
             if (gr->fields)
-                memcpy(h, gr->fields[f], 4);
+                memcpy(w + 4, gr->fields[f], 4);
             else
-                ld_murmur3_feature_field(gr->table, gr->features[f], h);
-            resp_arg(&gf, h, 4);
+                ld_murmur3_feature_field(gr->table, gr->features[f], (unsigned char *)w + 4);
+            memcpy(w + 8, "\r\n", 2);
         }
+        gf.len += gr->n_features * 10;
         resp_arg2(&gf, "_ts:", 4, gr->table, strlen(gr->table));
     }
     gf_off[r->n_groups] = gf.len;
@@ -1353,9 +1356,11 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
         resp_arg(&q->cmds, "HMGET", 5);
         resp_arg2(&q->cmds, rg->keys[rm->k], rg->key_lens[rm->k], r->project, plen);
         for (size_t i = q->first[c]; i < q->first[c + 1]; i++) {
-            size_t g = q->members[i].g;
-            ld_buf_append(&q->cmds, gf.data + gf_off[g], gf_off[g + 1] - gf_off[g]);
+            size_t g = q->members[i].g, n = gf_off[g + 1] - gf_off[g];
+            memcpy(q->cmds.data + q->cmds.len, gf.data + gf_off[g], n); /* reserved above */
+            q->cmds.len += n;
         }
+        q->cmds.data[q->cmds.len] = '\0';
         q->cmd_len[c] = q->cmds.len - start;
     }
     ld_buf_free(&gf);
