@@ -42,23 +42,13 @@ char *ld_buf_reserve(ld_buf *b, size_t n)
     return b->data + b->len;
 }
 
-void ld_buf_append(ld_buf *b, const void *p, size_t n)
+void ld_buf_append_grow(ld_buf *b, const void *p, size_t n)
 {
     char *dst = ld_buf_reserve(b, n);
     if (n)
         memcpy(dst, p, n);
     b->len += n;
     b->data[b->len] = '\0';
-}
-
-void ld_buf_puts(ld_buf *b, const char *s)
-{
-    ld_buf_append(b, s, strlen(s));
-}
-
-void ld_buf_putc(ld_buf *b, char c)
-{
-    ld_buf_append(b, &c, 1);
 }
 
 void ld_buf_vprintf(ld_buf *b, const char *fmt, va_list ap)

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct ld_buf {
     char *data; /* always NUL-terminated when non-NULL */
@@ -21,9 +22,32 @@ void ld_buf_free(ld_buf *b);
 void ld_buf_reset(ld_buf *b); /* len = 0, keeps the memory */
 /* Make room for n more bytes; returns a pointer to the first free byte. */
 char *ld_buf_reserve(ld_buf *b, size_t n);
-void ld_buf_append(ld_buf *b, const void *p, size_t n);
-void ld_buf_puts(ld_buf *b, const char *s);
-void ld_buf_putc(ld_buf *b, char c);
+/* Append n bytes; the common case (room left) is inline, the rest grows. */
+void ld_buf_append_grow(ld_buf *b, const void *p, size_t n);
+static inline void ld_buf_append(ld_buf *b, const void *p, size_t n)
+{
+    if (b->cap - b->len > n) {
+        if (n)
+            memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+    } else {
+        ld_buf_append_grow(b, p, n);
+    }
+}
+static inline void ld_buf_puts(ld_buf *b, const char *s)
+{
+    ld_buf_append(b, s, strlen(s));
+}
+static inline void ld_buf_putc(ld_buf *b, char c)
+{
+    if (b->cap - b->len > 1) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+    } else {
+        ld_buf_append_grow(b, &c, 1);
+    }
+}
 void ld_buf_printf(ld_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ld_buf_vprintf(ld_buf *b, const char *fmt, va_list ap);
 void ld_buf_put_u32le(ld_buf *b, uint32_t v);
