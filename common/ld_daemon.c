@@ -323,6 +323,8 @@ fail:
     ld_error("%s", pst.msg);
     rc = 1;
 out:
+    if (have_state && spec->stop)
+        spec->stop(state);
     ld_server_free(srv);
     if (have_state && spec->teardown)
         spec->teardown(state);

@@ -27,7 +27,10 @@ typedef struct ld_daemon_spec {
     size_t n_extra_opts;
     /* Add the server's services. *state is handed to teardown. */
     int (*setup)(ld_server *srv, const ld_config *cfg, void **state, ld_status *st);
-    /* After the server stopped; may be NULL. */
+    /* After the server stopped serving, before it is freed: stop background
+     * work that uses the server (its health service); may be NULL. */
+    void (*stop)(void *state);
+    /* After the server was freed; may be NULL. */
     void (*teardown)(void *state);
 } ld_daemon_spec;
 

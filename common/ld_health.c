@@ -204,6 +204,10 @@ int ld_health_register(ld_health *h, ld_server *s, ld_status *st)
 void ld_health_set(ld_health *h, const char *name, ld_health_status status)
 {
     pthread_mutex_lock(&h->mu);
+    if (h->closing) { /* shutting down: everything stays NOT_SERVING */
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
     service *s = find(h, name);
     if (!s) {
         s = calloc(1, sizeof *s);
