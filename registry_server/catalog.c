@@ -238,7 +238,58 @@ void cat_unref(catalog *c)
     free(c->schema_version);
     free(c->version_id);
     free(c->slots);
+    for (cat_memo *m = atomic_load(&c->memo), *next; m; m = next) {
+        next = m->next;
+        free(m->project);
+        free(m->bytes);
+        free(m);
+    }
     free(c);
+}
+
+static const cat_memo *memo_find(const cat_memo *m, cat_kind kind, const char *project)
+{
+    for (; m; m = m->next)
+        if (m->kind == kind && strcmp(m->project, project) == 0)
+            return m;
+    return NULL;
+}
+
+const cat_memo *cat_memo_get(const catalog *c, cat_kind kind, const char *project)
+{
+    return memo_find(atomic_load_explicit(&c->memo, memory_order_acquire), kind, project);
+}
+
+const cat_memo *cat_memo_put(const catalog *c, cat_kind kind, const char *project, uint8_t *bytes,
+                             size_t len)
+{
+    catalog *mc = (catalog *)c; /* the memo only: the content stays immutable */
+    cat_memo *e = calloc(1, sizeof *e);
+    char *proj = strdup(project);
+    if (!e || !proj) {
+        free(e);
+        free(proj);
+        free(bytes);
+        return NULL;
+    }
+    e->kind = kind;
+    e->project = proj;
+    e->bytes = bytes;
+    e->len = len;
+    cat_memo *head = atomic_load_explicit(&mc->memo, memory_order_acquire);
+    for (;;) {
+        const cat_memo *had = memo_find(head, kind, project);
+        if (had) {
+            free(e->project);
+            free(e->bytes);
+            free(e);
+            return had;
+        }
+        e->next = head;
+        if (atomic_compare_exchange_weak_explicit(&mc->memo, &head, e, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return e;
+    }
 }
 
 static void *memdup(const void *p, size_t n)

@@ -104,6 +104,8 @@ typedef struct catalog {
     /* index: open addressing over (kind, project, name) */
     cat_obj **slots;
     size_t n_slots;
+    /* memo of whole List responses, see cat_memo_get; freed with the snapshot */
+    _Atomic(struct cat_memo *) memo;
 } catalog;
 
 catalog *cat_new_empty(void);
@@ -130,6 +132,29 @@ catalog *cat_with_project_meta(const catalog *c, const char *project, const char
 /* Stamp version_id (a new uuid4) and last_updated (now), as every Feast
  * file-registry write does. Mutates: only on a catalog not yet published. */
 void cat_stamp(catalog *c, int64_t now_us);
+
+/* Memo of serialized List responses of a snapshot. The snapshot never
+ * changes, so the response to "every object of kind K in project P, no
+ * filter, sort or page" is the same bytes for its whole life: it is built
+ * on the first such call and copied out on the next ones (one contiguous
+ * memcpy instead of a walk over every object). Entries are added lock-free
+ * and live as long as the snapshot; the caller bounds how many there can be
+ * (one per (kind, project) that holds objects). */
+typedef struct cat_memo {
+    struct cat_memo *next;
+    cat_kind kind;
+    char *project;
+    uint8_t *bytes;
+    size_t len;
+} cat_memo;
+
+const cat_memo *cat_memo_get(const catalog *c, cat_kind kind, const char *project);
+/* Adds bytes (malloc'd; taken) under (kind, project) and returns the entry
+ * now in the memo: ours, or the one another thread added first (then ours is
+ * freed). NULL when out of memory (bytes freed). The memo is not part of the
+ * snapshot's content, hence the const. */
+const cat_memo *cat_memo_put(const catalog *c, cat_kind kind, const char *project, uint8_t *bytes,
+                             size_t len);
 
 /* A fresh uuid4 string (37 bytes with NUL). */
 void cat_uuid4(char out[37]);

@@ -113,21 +113,16 @@ static void serve_get(ld_call *c, const ProtobufCMessage *req, const catalog *sn
     ld_call_reply_copy(c, o->bytes, o->len);
 }
 
-/* Writes `{items = 1 (repeated), pagination = 2}`, the shape of every List
- * response, from the stored bytes of the selected objects. */
-static void reply_list(ld_call *c, const ProtobufCMessage *req, obj_list *l)
+/* `{items = 1 (repeated), pagination = 2}`, the shape of every List
+ * response, from the stored bytes of objects [first, first + count) of l:
+ * one buffer sized up front, each object copied once. */
+static uint8_t *list_bytes(const obj_list *l, size_t first, size_t count, const page_meta *pm,
+                           size_t *len)
 {
-    size_t first, count;
-    page_meta pm;
-    ld_status st = LD_STATUS_INIT;
-    if (sort_and_paginate(req, l, REG(c)->max_page_size, &first, &count, &pm, &st) != 0) {
-        ld_call_fail(c, &st);
-        return;
-    }
     ld_buf b = LD_BUF_INIT;
     size_t total = 64;
     for (size_t i = first; i < first + count; i++)
-        total += l->v[i]->len + 16;
+        total += l->v[i]->len + 24;
     ld_buf_reserve(&b, total);
     for (size_t i = first; i < first + count; i++) {
         cat_obj *o = l->v[i];
@@ -145,10 +140,58 @@ static void reply_list(ld_call *c, const ProtobufCMessage *req, obj_list *l)
             pb_put_bytes_field(&b, 1, o->bytes, o->len);
         }
     }
-    pb_put_page_meta(&b, 2, &pm);
+    pb_put_page_meta(&b, 2, pm);
+    return (uint8_t *)ld_buf_steal(&b, len);
+}
+
+/* Lists of at least this many objects are kept in the snapshot's memo when
+ * the request has no filter, sort or page (see cat_memo_get). */
+#define LIST_MEMO_MIN 64
+
+/* The request selects every object of the kind in its project, in registry
+ * order: no tags, no sorting, no pagination (and no kind-specific filter,
+ * which the caller checks). */
+static int list_is_plain(const ProtobufCMessage *req)
+{
+    size_t ntags;
+    pbref_map(req, "tags", &ntags);
+    if (ntags)
+        return 0;
+    const Feast__Registry__SortingParams *s = (const void *)pbref_message(req, "sorting");
+    if (s && s->sort_by && *s->sort_by)
+        return 0;
+    const Feast__Registry__PaginationParams *p = (const void *)pbref_message(req, "pagination");
+    return !(p && p->page > 0 && p->limit > 0);
+}
+
+/* Sorts, paginates and answers. With memo_project set (a plain request, see
+ * list_is_plain), a large enough answer is also kept in snap's memo. */
+static void reply_list_memo(ld_call *c, const ProtobufCMessage *req, obj_list *l,
+                            const catalog *snap, cat_kind kind, const char *memo_project)
+{
+    size_t first, count;
+    page_meta pm;
+    ld_status st = LD_STATUS_INIT;
+    if (sort_and_paginate(req, l, REG(c)->max_page_size, &first, &count, &pm, &st) != 0) {
+        ld_call_fail(c, &st);
+        return;
+    }
     size_t len;
-    void *data = ld_buf_steal(&b, &len);
+    uint8_t *data = list_bytes(l, first, count, &pm, &len);
+    if (memo_project && count >= LIST_MEMO_MIN) {
+        const cat_memo *m = cat_memo_put(snap, kind, memo_project, data, len);
+        if (m) {
+            ld_call_reply_copy(c, m->bytes, m->len);
+            return;
+        }
+        data = list_bytes(l, first, count, &pm, &len); /* out of memory in the memo */
+    }
     ld_call_reply_take(c, data, len);
+}
+
+static void reply_list(ld_call *c, const ProtobufCMessage *req, obj_list *l)
+{
+    reply_list_memo(c, req, l, NULL, CAT_ENTITY, NULL);
 }
 
 static int is_protected_project(const cat_obj *o)
@@ -178,6 +221,17 @@ static void serve_list(ld_call *c, const ProtobufCMessage *req, const catalog *s
     const char *fv_filter = d->kind == CAT_FEATURE_SERVICE ? pbref_string(req, "feature_view") : "";
     const char *ns = d->kind == CAT_SAVED_DATASET ? pbref_string(req, "namespace") : "";
     const char *coll = d->kind == CAT_SAVED_DATASET ? pbref_string(req, "collection") : "";
+    /* ListProjects filters protected projects: never memoized */
+    int plain = d->kind != CAT_PROJECT && !*fv_filter && !*ns && !*coll && list_is_plain(req);
+    if (plain) {
+        const cat_memo *m = cat_memo_get(snap, d->kind, project);
+        if (m) {
+            ld_call_reply_copy(c, m->bytes, m->len);
+            return;
+        }
+    }
+    size_t ntags;
+    pbref_map(req, "tags", &ntags); /* once, not per object */
     obj_list l = {0};
     const cat_vec *v = &snap->kinds[d->kind];
     for (size_t i = 0; i < v->n; i++) {
@@ -188,7 +242,7 @@ static void serve_list(ld_call *c, const ProtobufCMessage *req, const catalog *s
         } else if (strcmp(o->project, project) != 0) {
             continue;
         }
-        if (!match_tags(req, o))
+        if (ntags && !match_tags(req, o))
             continue;
         if (*fv_filter && !fs_uses_view(o, fv_filter))
             continue;
@@ -198,7 +252,7 @@ static void serve_list(ld_call *c, const ProtobufCMessage *req, const catalog *s
             continue;
         obj_list_push(&l, o, 0);
     }
-    reply_list(c, req, &l);
+    reply_list_memo(c, req, &l, snap, d->kind, plain ? project : NULL);
     obj_list_free(&l);
 }
 
