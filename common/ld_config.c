@@ -426,6 +426,8 @@ static const key_def keys[] = {
         KINT("larder.online_port", larder.online_port, 50051, 0, 65535, SEC_NONE, 0),
         KINT("larder.online_http_port", larder.online_http_port, 6566, 0, 65535, SEC_NONE, 0),
         KINT("larder.offline_port", larder.offline_port, 8815, 0, 65535, SEC_NONE, 0),
+        KSTR("larder.offline_advertise_address", larder.offline_advertise_address, NULL, SEC_NONE,
+             0),
         KSTR("larder.tls_cert", larder.tls_cert, NULL, SEC_NONE, 0),
         KSTR("larder.tls_key", larder.tls_key, NULL, SEC_NONE, 0),
         KSTR("larder.tls_client_ca", larder.tls_client_ca, NULL, SEC_NONE, 0),

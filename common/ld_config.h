@@ -35,6 +35,8 @@
  *     online_http_port: 6566       # HTTP feature server (feast serve)
  *     offline_port: 8815           # Arrow Flight offline server (feast serve_offline)
  *                                  #   ports: 0..65535, 0 = let the kernel pick
+ *     offline_advertise_address: h:p  # what larder-offline announces to the registry
+ *                                  #   ("host" or "host:port"; default from host/port)
  *     workers: 1                   # completion-queue threads per server (1..256)
  *     max_message_bytes: 16777216  # largest gRPC message received or sent
  *     grace_period_seconds: 5      # shutdown: time given to calls in flight
@@ -284,6 +286,9 @@ typedef struct ld_larder_config {
     int registry_max_request_bytes; /* 4 MiB: largest object a client may apply */
     int registry_max_page_size;     /* 10000: largest pagination limit accepted */
     int registry_max_objects_per_project; /* 100000: objects of one kind in one project */
+    /* what larder-offline announces to the registry ("host[:port]"); NULL: from
+     * host and the bound port */
+    char *offline_advertise_address;
 } ld_larder_config;
 
 /* A setting Feast knows that larder keeps as text only: engine options,

@@ -284,6 +284,8 @@ static void finish(ld_call *c, grpc_byte_buffer *bb, grpc_status_code code, cons
     ops[n].data.send_status_from_server.status = code;
     if (code != GRPC_STATUS_OK && st) {
         ld_buf json = LD_BUF_INIT, details = LD_BUF_INIT;
+        if (c->rm && c->rm->m.status_prefix)
+            ld_buf_puts(&json, c->rm->m.status_prefix);
         ld_status_feast_json(st, &json);
         ld_status_details_bin(st, json.data, json.len, &details);
         c->status_details = grpc_slice_from_copied_buffer(json.data, json.len);

@@ -58,6 +58,9 @@ typedef struct ld_method {
     int64_t default_deadline_ms; /* applied when the client sets none; 0: none */
     int prepost;                 /* calls requested ahead per worker; 0: 8 */
     const void *data;            /* per-method data for a shared handler */
+    /* prepended to an error's status message (Feast's error JSON), e.g.
+     * "Flight error: ", which Feast's Arrow Flight client looks for */
+    const char *status_prefix;
 } ld_method;
 
 typedef struct ld_server_opts {

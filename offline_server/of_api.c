@@ -17,6 +17,9 @@
 #include "ld_log.h"
 #include "ld_regclient.h"
 #include "ld_time.h"
+#include "of_api_int.h"
+#include "of_hist.h"
+#include "of_write.h"
 #include "ot_csv.h"
 #include "ot_ipc.h"
 #include "ot_pit.h"
@@ -44,6 +47,7 @@ struct of_api {
     int64_t fetched_us;
     int64_t ttl_us;
     int threads;
+    of_pg *pg; /* PostgreSQL sources (of_pg.c) */
 };
 
 static const struct {
@@ -162,11 +166,43 @@ static const Feast__Core__DataSource *find_source(const Feast__Core__Registry *r
     return NULL;
 }
 
+/* of_api_int.h: for of_hist.c and of_write.c */
+reg_copy *of_api_registry(of_api *a, ld_status *st)
+{
+    return registry(a, st);
+}
+
+const Feast__Core__Registry *of_api_registry_get(const reg_copy *c)
+{
+    return c->r;
+}
+
+void of_api_registry_release(reg_copy *c)
+{
+    reg_copy_unref(c);
+}
+
+const ld_config *of_api_config(const of_api *a)
+{
+    return a->cfg;
+}
+
+int of_api_threads(const of_api *a)
+{
+    return a->threads;
+}
+
+const Feast__Core__DataSource *of_api_find_source(const Feast__Core__Registry *r,
+                                                  const char *project, const char *name)
+{
+    return find_source(r, project, name);
+}
+
 /* ------------------------------------------------------------ sources */
 
 /* Load a file source: CSV, or Arrow IPC stream/file (Feather v2). */
-static int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_table **out,
-                          ld_status *st)
+int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_table **out,
+                   ld_status *st)
 {
     if (ds->options_case != FEAST__CORE__DATA_SOURCE__OPTIONS_FILE_OPTIONS || !ds->file_options)
         return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
@@ -190,26 +226,8 @@ static int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *d
     } else if ((n > 6 && !strcasecmp(path + n - 6, ".arrow")) ||
                (n > 8 && !strcasecmp(path + n - 8, ".feather")) ||
                (n > 4 && !strcasecmp(path + n - 4, ".ipc"))) {
-        FILE *f = fopen(path, "rb");
-        rc = -1;
-        if (!f) {
-            ld_status_set(st, GRPC_STATUS_NOT_FOUND, NULL, "cannot open %s", path);
-        } else {
-            ld_buf b = LD_BUF_INIT;
-            char chunk[65536];
-            size_t got;
-            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-                ld_buf_append(&b, chunk, got);
-            fclose(f);
-            const uint8_t *p = (const uint8_t *)b.data;
-            size_t len = b.len;
-            if (len >= 8 && !memcmp(p, "ARROW1", 6)) { /* file format: skip the magic */
-                p += 8;
-                len -= 8;
-            }
-            rc = ot_ipc_read_stream(p ? p : (const uint8_t *)"", len, out, st);
-            ld_buf_free(&b);
-        }
+        /* read whole, decoded through the footer (ot_ipc_read_path) */
+        rc = ot_ipc_read_path(path, out, st);
     } else if (n > 8 && !strcasecmp(path + n - 8, ".parquet")) {
         rc = ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
                            "file source %s is Parquet (%s); larder-offline reads CSV and Arrow "
@@ -231,14 +249,6 @@ static int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *d
                 (*out)->cols[c].name = strdup(ds->field_mapping[i]->value);
             }
     return 0;
-}
-
-static const char *mapped(const Feast__Core__DataSource *ds, const char *col)
-{
-    for (size_t i = 0; i < ds->n_field_mapping; i++)
-        if (!strcmp(ds->field_mapping[i]->key, col))
-            return ds->field_mapping[i]->value;
-    return col;
 }
 
 /* ------------------------------------------------------------ APIs */
@@ -502,19 +512,30 @@ static int api_columns(of_api *a, json_t *j, ot_table **result, ld_status *st)
     return 0;
 }
 
+/* get_historical_features with the entity dataframe given as SQL
+ * (entity_df_sql) — a hook for SQL sources. Over file sources there is no
+ * SQL engine to run it. */
+static int historical_entity_sql(of_api *a, json_t *j, ot_table **result, ld_status *st)
+{
+    (void)a;
+    (void)j;
+    *result = NULL;
+    return ld_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, NULL,
+                         "an entity dataframe given as SQL (entity_df_sql) needs feature views "
+                         "over PostgreSQL sources; over file sources send the entity dataframe "
+                         "as a table");
+}
+
 /* Feast's get_historical_features over file sources: a point-in-time join of
  * the uploaded entity dataframe with each feature view's batch source. */
 static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_table **result,
                           ld_status *st)
 {
+    /* Feast's mock one-column table: no entity dataframe */
     if (entities->n_cols == 1 && !strcmp(entities->cols[0].name, "key")) {
         if (jstr(j, "entity_df_sql"))
-            return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
-                                 "an entity dataframe given as SQL needs a SQL offline store; "
-                                 "file sources take an uploaded entity dataframe");
-        return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
-                             "entity-less retrieval (start_date/end_date without an entity "
-                             "dataframe) is not implemented yet in larder-offline");
+            return historical_entity_sql(a, j, result, st);
+        return of_hist_range(a, j, result, st);
     }
     const char *ts_col = NULL;
     if (ot_table_column(entities, "event_timestamp")) {
@@ -536,8 +557,9 @@ static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_tab
                              "representing the time of events.");
     json_t *names = json_object_get(j, "feature_view_names");
     json_t *refs = json_object_get(j, "feature_refs");
-    json_t *aliases = json_object_get(j, "name_aliases");
-    int full = json_is_true(json_object_get(j, "full_feature_names"));
+    /* Feast's server looks the views up in the command's project */
+    const char *project =
+            jstr(j, "project") && *jstr(j, "project") ? jstr(j, "project") : a->cfg->project;
     size_t nv = json_array_size(names), nr = json_array_size(refs);
     if (!json_is_array(names) || !json_is_array(refs) || !nv || !nr)
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
@@ -552,67 +574,15 @@ static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_tab
     ot_table **sources = ld_arena_calloc(&ar, nv + 1, sizeof *sources);
     int rc = -1;
     size_t built = 0;
+    if (of_hist_check_refs(r, project, j, st) != 0)
+        goto unlock;
     for (size_t v = 0; v < nv; v++) {
-        const char *vname = json_string_value(json_array_get(names, v));
-        const char *alias = json_string_value(json_array_get(aliases, v));
-        const Feast__Core__FeatureViewSpec *spec = NULL;
-        for (size_t i = 0; vname && i < r->n_feature_views && !spec; i++)
-            if (r->feature_views[i]->spec && !strcmp(r->feature_views[i]->spec->name, vname) &&
-                in_project(r->feature_views[i]->spec->project, a->cfg->project))
-                spec = r->feature_views[i]->spec;
-        if (!spec) {
-            for (size_t i = 0; vname && i < r->n_on_demand_feature_views; i++)
-                if (r->on_demand_feature_views[i]->spec &&
-                    !strcmp(r->on_demand_feature_views[i]->spec->name, vname)) {
-                    ld_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, NULL,
-                                  "on demand feature view %s needs its Python transformation, "
-                                  "which larder-offline does not run",
-                                  vname);
-                    goto unlock;
-                }
-            ld_status_set(st, GRPC_STATUS_NOT_FOUND, "FeatureViewNotFoundException",
-                          "Feature view %s does not exist in project %s", vname ? vname : "?",
-                          a->cfg->project);
-            goto unlock;
-        }
-        const Feast__Core__DataSource *ds = spec->batch_source;
-        if (!ds) {
-            ld_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, NULL,
-                          "feature view %s has no batch source", vname);
-            goto unlock;
-        }
-        if (of_load_source(a->cfg, ds, &sources[v], st) != 0)
+        const Feast__Core__DataSource *ds = NULL;
+        if (of_hist_resolve(r, project, j, v, &views[v], &ds, &ar, st) != 0 ||
+            of_load_source(a->cfg, ds, &sources[v], st) != 0)
             goto unlock;
         built = v + 1;
-        ot_pit_view *pv = &views[v];
-        pv->source = sources[v];
-        size_t nk = spec->n_entity_columns;
-        const char **jk = ld_arena_calloc(&ar, nk + 1, sizeof *jk);
-        for (size_t k = 0; jk && k < nk; k++)
-            jk[k] = spec->entity_columns[k]->name;
-        pv->join_keys = jk;
-        pv->entity_keys = jk;
-        pv->n_keys = nk;
-        pv->event_ts = mapped(ds, ds->timestamp_field);
-        pv->created_ts =
-                *ds->created_timestamp_column ? mapped(ds, ds->created_timestamp_column) : NULL;
-        pv->ttl_us = spec->ttl ? spec->ttl->seconds * 1000000 + spec->ttl->nanos / 1000 : 0;
-        const char **feats = ld_arena_calloc(&ar, nr + 1, sizeof *feats);
-        const char **outs = ld_arena_calloc(&ar, nr + 1, sizeof *outs);
-        const char *use = alias ? alias : vname;
-        size_t nf = 0;
-        for (size_t i = 0; feats && outs && i < nr; i++) {
-            const char *ref = json_string_value(json_array_get(refs, i));
-            const char *colon = ref ? strchr(ref, ':') : NULL;
-            if (!colon || (size_t)(colon - ref) != strlen(use) || strncmp(ref, use, strlen(use)))
-                continue;
-            feats[nf] = colon + 1;
-            outs[nf] = full ? ld_arena_sprintf(&ar, "%s__%s", use, colon + 1) : colon + 1;
-            nf++;
-        }
-        pv->features = feats;
-        pv->out_names = outs;
-        pv->n_features = nf;
+        views[v].source = sources[v];
     }
     rc = ot_pit_join(entities, ts_col, views, nv, a->threads, result, st);
 unlock:
@@ -623,6 +593,36 @@ unlock:
     return rc;
 }
 
+/* Commands on PostgreSQL sources go to of_pg.c: 1 when `j` (run as `api`,
+ * NULL: its own) is not one. */
+static int run_pg(of_api *a, json_t *j, const char *api, const ot_table *upload,
+                  of_pg_stream **stream, ld_status *st)
+{
+    if (!api)
+        api = jstr(j, "api");
+    ld_status ignored = LD_STATUS_INIT; /* no registry: the file path reports it */
+    reg_copy *c = api && strcmp(api, "get_table_column_names_and_types_from_data_source") &&
+                                  strcmp(api, "validate_data_source")
+                          ? registry(a, &ignored)
+                          : NULL;
+    int rc = of_pg_command(a->pg, c ? c->r : NULL, a->cfg->project, api, j, upload, stream, st);
+    reg_copy_unref(c);
+    return rc;
+}
+
+int of_api_run_stream(of_api *a, const char *cmd, size_t len, const ot_table *upload,
+                      ot_table **result, of_pg_stream **stream, ld_status *st)
+{
+    *result = NULL;
+    *stream = NULL;
+    json_t *j = parse_cmd(cmd, len, st);
+    if (!j)
+        return -1;
+    int rc = run_pg(a, j, NULL, upload, stream, st);
+    json_decref(j);
+    return rc == 1 ? of_api_run(a, cmd, len, upload, result, st) : rc;
+}
+
 int of_api_run(of_api *a, const char *cmd, size_t len, const ot_table *upload, ot_table **result,
                ld_status *st)
 {
@@ -630,23 +630,46 @@ int of_api_run(of_api *a, const char *cmd, size_t len, const ot_table *upload, o
     json_t *j = parse_cmd(cmd, len, st);
     if (!j)
         return -1;
+    of_pg_stream *pgs = NULL;
+    int pgrc = run_pg(a, j, NULL, upload, &pgs, st);
+    if (pgrc != 1) {
+        if (pgrc == 0 && pgs)
+            pgrc = of_pg_stream_collect(pgs, result, st);
+        json_decref(j);
+        return pgrc;
+    }
     const char *api = jstr(j, "api");
     int rc;
     if (!api)
         rc = ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "the command has no api");
-    else if (!strcmp(api, "get_historical_features"))
-        rc = api_historical(a, j, upload, result, st);
-    else if (!strcmp(api, "pull_all_from_table_or_query"))
-        rc = api_pull(a, j, 0, result, st);
-    else if (!strcmp(api, "pull_latest_from_table_or_query"))
-        rc = api_pull(a, j, 1, result, st);
-    else if (!strcmp(api, "get_table_column_names_and_types_from_data_source"))
-        rc = api_columns(a, j, result, st);
+    else if (!strcmp(api, "offline_write_batch"))
+        rc = of_write_batch(a, j, upload, st);
+    else if (!strcmp(api, "write_logged_features"))
+        rc = of_write_logged_features(a, j, upload, st);
+    else if (!strcmp(api, "persist"))
+        rc = of_write_persist(a, j, upload, st);
+    else if (!strcmp(api, "validate_data_source"))
+        rc = of_write_validate(a, j, st);
     else
-        rc = ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
-                           "api %s is not implemented yet in larder-offline", api);
+        rc = of_api_run_read(a, j, api, upload, result, st);
     json_decref(j);
     return rc;
+}
+
+int of_api_run_read(of_api *a, json_t *j, const char *api, const ot_table *upload,
+                    ot_table **result, ld_status *st)
+{
+    *result = NULL;
+    if (!strcmp(api, "get_historical_features"))
+        return api_historical(a, j, upload, result, st);
+    if (!strcmp(api, "pull_all_from_table_or_query"))
+        return api_pull(a, j, 0, result, st);
+    if (!strcmp(api, "pull_latest_from_table_or_query"))
+        return api_pull(a, j, 1, result, st);
+    if (!strcmp(api, "get_table_column_names_and_types_from_data_source"))
+        return api_columns(a, j, result, st);
+    return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "unknown api '%s' in the command",
+                         api);
 }
 
 of_api *of_api_new(const ld_config *cfg, ld_status *st)
@@ -667,6 +690,10 @@ of_api *of_api_new(const ld_config *cfg, ld_status *st)
             (int64_t)(cfg->registry.cache_ttl_seconds > 0 ? cfg->registry.cache_ttl_seconds : 5) *
             1000000;
     a->threads = 2;
+    if (!(a->pg = of_pg_new(cfg, st))) {
+        of_api_free(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -675,6 +702,7 @@ void of_api_free(of_api *a)
     if (!a)
         return;
     reg_copy_unref(a->cached);
+    of_pg_free(a->pg);
     ld_regclient_free(a->reg);
     pthread_mutex_destroy(&a->mu);
     free(a);

@@ -10,6 +10,7 @@
 #include "ot_table.h"
 
 #include "ld_config.h"
+#include "of_pg.h"
 
 typedef struct of_api of_api;
 
@@ -29,3 +30,7 @@ int of_api_classify(const char *cmd, size_t len, of_api_kind *kind, ld_status *s
  * APIs (free with ot_table_free). */
 int of_api_run(of_api *api, const char *cmd, size_t len, const ot_table *upload, ot_table **result,
                ld_status *st);
+/* The same for DoGet: a result read from PostgreSQL comes as *stream
+ * (chunk by chunk, see of_pg.h) instead of *result; one of them is set. */
+int of_api_run_stream(of_api *api, const char *cmd, size_t len, const ot_table *upload,
+                      ot_table **result, of_pg_stream **stream, ld_status *st);

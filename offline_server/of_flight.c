@@ -1,7 +1,12 @@
 #include "of_flight.h"
 
+#include <malloc.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
 
 #include "arrow/flight/protocol/Flight.pb-c.h"
 #include "ld_buf.h"
@@ -13,6 +18,9 @@
 
 #define BATCH_ROWS 65536
 #define FLIGHT     "/arrow.flight.protocol.FlightService/"
+/* Feast's Flight client finds its error JSON after "Flight error: " (what
+ * pyarrow's server puts before a raised FlightError's message). */
+#define FLIGHT_ERROR "Flight error: "
 
 struct of_flight {
     of_api *api;
@@ -225,24 +233,73 @@ static void h_get_flight_info(ld_call *c, const ProtobufCMessage *msg)
 
 /* ------------------------------------------------------------ DoGet */
 
+/* Record batches go out without copying the result: each message is a list
+ * of gRPC slices pointing into the table (ot_ipc_write_batch_spans), and
+ * every such slice holds a reference to the table, so it lives until gRPC
+ * has written the last of them. */
+typedef struct get_hold {
+    atomic_int refs;
+    ot_table *t;
+} get_hold;
+
+/* Free a result. After a big one, hand the allocator's free memory back to
+ * the system: a retrieval frees everything it allocated (sources, join
+ * state, result) by the time its result goes, and glibc would otherwise keep
+ * most of it in its per-thread arenas, so the resident size between requests
+ * would creep up to several retrievals' worth. */
+#define TRIM_CELLS ((int64_t)1 << 20) /* rows x columns: about 8 MiB and more */
+static void get_free_result(ot_table *t)
+{
+    int big = t && t->n_rows * (int64_t)t->n_cols >= TRIM_CELLS;
+    ot_table_free(t);
+    if (big)
+        malloc_trim(0);
+}
+
+static void get_hold_unref(void *p)
+{
+    get_hold *h = p;
+    if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1) {
+        get_free_result(h->t);
+        free(h);
+    }
+}
+
 typedef struct get_state {
     of_flight *f;
     ProtobufCBinaryData ticket; /* in the call arena */
-    ot_table *result;
+    ot_table *result;           /* the whole result, or the current chunk of the stream */
+    get_hold *hold;             /* NULL, or the reference that owns result */
+    of_pg_stream *stream;       /* a PostgreSQL result, read chunk by chunk on the pool */
     int64_t next_row;
     int schema_sent;
     ld_buf header, body;
+    ot_ipc_body spans;
 } get_state;
+
+/* Drop the state's reference to the current result. */
+static void get_release_result(get_state *g)
+{
+    if (g->hold)
+        get_hold_unref(g->hold);
+    else
+        get_free_result(g->result);
+    g->hold = NULL;
+    g->result = NULL;
+}
 
 static void get_state_free(get_state *g)
 {
-    ot_table_free(g->result);
-    g->result = NULL;
+    get_release_result(g);
+    of_pg_stream_free(g->stream);
+    g->stream = NULL;
     ld_buf_free(&g->header);
     ld_buf_free(&g->body);
+    ot_ipc_body_free(&g->spans);
 }
 
 static void get_send_next(ld_call *c, int ok);
+static void get_stream_fetch(ld_call *c);
 
 static int send_flight_data(ld_call *c, get_state *g, ld_status *st)
 {
@@ -252,6 +309,70 @@ static int send_flight_data(ld_call *c, get_state *g, ld_status *st)
     fd.data_body.data = (uint8_t *)g->body.data;
     fd.data_body.len = g->body.len;
     if (ld_call_send(c, &fd.base, get_send_next) != 0)
+        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "send failed");
+    return 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* FlightData{data_header = header, data_body = the spans} as slices: one
+ * for the protobuf framing and the header, then one per span (table memory,
+ * shared through g->hold, or a piece of the batch's own bytes). */
+static int send_batch_spans(ld_call *c, get_state *g, ld_status *st)
+{
+    if (!g->hold) {
+        g->hold = malloc(sizeof *g->hold);
+        if (!g->hold)
+            return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        atomic_init(&g->hold->refs, 1);
+        g->hold->t = g->result;
+    }
+    const ot_ipc_body *b = &g->spans;
+    size_t n = 1 + b->n;
+    grpc_slice *sl = malloc(n * sizeof *sl);
+    if (!sl)
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    uint8_t pre[16], post[16];
+    size_t npre = 0, npost = 0;
+    pre[npre++] = 0x12; /* field 2 (data_header), length-delimited */
+    npre += put_varint(pre + npre, g->header.len);
+    post[npost++] = 0xc2; /* field 1000 (data_body), length-delimited */
+    post[npost++] = 0x3e;
+    npost += put_varint(post + npost, b->len);
+    sl[0] = grpc_slice_malloc(npre + g->header.len + npost);
+    uint8_t *w = GRPC_SLICE_START_PTR(sl[0]);
+    memcpy(w, pre, npre);
+    memcpy(w + npre, g->header.data, g->header.len);
+    memcpy(w + npre + g->header.len, post, npost);
+    grpc_slice own = grpc_empty_slice();
+    if (b->own.len) {
+        size_t olen;
+        void *od = ld_buf_steal(&g->spans.own, &olen);
+        own = grpc_slice_new(od, olen, free);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const ot_ipc_span *s = &b->spans[i];
+        if (s->p) {
+            atomic_fetch_add_explicit(&g->hold->refs, 1, memory_order_relaxed);
+            sl[1 + i] =
+                    grpc_slice_new_with_user_data((void *)s->p, s->len, get_hold_unref, g->hold);
+        } else {
+            sl[1 + i] = grpc_slice_sub(own, s->off, s->off + s->len);
+        }
+    }
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(sl, n);
+    for (size_t i = 0; i < n; i++)
+        grpc_slice_unref(sl[i]);
+    grpc_slice_unref(own);
+    free(sl);
+    if (ld_call_send_bb(c, bb, get_send_next) != 0)
         return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "send failed");
     return 0;
 }
@@ -274,12 +395,20 @@ static void get_send_next(ld_call *c, int ok)
         int64_t n = g->result->n_rows - g->next_row;
         if (n > BATCH_ROWS)
             n = BATCH_ROWS;
-        if (ot_ipc_write_batch(g->result, g->next_row, n, &g->header, &g->body, &st) != 0) {
+        if (ot_ipc_write_batch_spans(g->result, g->next_row, n, &g->header, &g->spans, &st) != 0 ||
+            send_batch_spans(c, g, &st) != 0) {
             get_state_free(g);
             ld_call_fail(c, &st);
             return;
         }
         g->next_row += n;
+        return;
+    } else if (g->stream) { /* the next chunk, read on the pool */
+        if (ld_call_offload(c, get_stream_fetch) != 0) {
+            get_state_free(g);
+            ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "offline server is busy");
+        }
+        return;
     } else {
         get_state_free(g);
         ld_call_reply(c, NULL);
@@ -291,6 +420,33 @@ static void get_send_next(ld_call *c, int ok)
     }
 }
 
+/* Pool: the stream's next chunk becomes the result being sent. */
+static void get_stream_fetch(ld_call *c)
+{
+    get_state *g = ld_call_user(c);
+    ld_status st = LD_STATUS_INIT;
+    ot_table *chunk = NULL;
+    if (ld_call_cancelled(c)) {
+        get_state_free(g);
+        ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "DoGet cancelled");
+        return;
+    }
+    if (of_pg_stream_next(g->stream, &chunk, &st) != 0) {
+        get_state_free(g);
+        ld_call_fail(c, &st);
+        return;
+    }
+    get_release_result(g);
+    g->result = chunk;
+    g->next_row = 0;
+    if (!chunk) {
+        get_state_free(g);
+        ld_call_reply(c, NULL);
+        return;
+    }
+    get_send_next(c, 1);
+}
+
 static void get_run(ld_call *c)
 {
     get_state *g = ld_call_user(c);
@@ -300,13 +456,17 @@ static void get_run(ld_call *c)
         ld_call_failf(c, GRPC_STATUS_NOT_FOUND, NULL, "unknown ticket: no upload is waiting");
         return;
     }
-    if (of_api_run(g->f->api, e->cmd, e->cmd_len, e->table, &g->result, &st) != 0) {
+    if (of_api_run_stream(g->f->api, e->cmd, e->cmd_len, e->table, &g->result, &g->stream, &st) !=
+        0) {
         of_uploads_restore(g->f->uploads, e); /* the client may retry */
         ld_call_fail(c, &st);
         return;
     }
     of_upload_free(e);
-    get_send_next(c, 1);
+    if (g->stream)
+        get_stream_fetch(c); /* the first chunk carries the schema */
+    else
+        get_send_next(c, 1);
 }
 
 static void h_do_get(ld_call *c, const ProtobufCMessage *msg)
@@ -521,43 +681,53 @@ int of_flight_register(ld_server *srv, of_flight *f, ld_status *st)
             {.name = FLIGHT "Handshake",
              .kind = LD_RPC_BIDI,
              .request = MSG(handshake_request),
-             .handler = h_handshake},
+             .handler = h_handshake,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "ListFlights",
              .kind = LD_RPC_SERVER_STREAM,
              .request = MSG(criteria),
-             .handler = h_list_flights},
+             .handler = h_list_flights,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "GetFlightInfo",
              .kind = LD_RPC_UNARY,
              .request = MSG(flight_descriptor),
-             .handler = h_get_flight_info},
+             .handler = h_get_flight_info,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "PollFlightInfo",
              .kind = LD_RPC_UNARY,
              .request = MSG(flight_descriptor),
-             .handler = h_unimplemented},
+             .handler = h_unimplemented,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "GetSchema",
              .kind = LD_RPC_UNARY,
              .request = MSG(flight_descriptor),
-             .handler = h_get_schema},
+             .handler = h_get_schema,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "DoGet",
              .kind = LD_RPC_SERVER_STREAM,
              .request = MSG(ticket),
-             .handler = h_do_get},
+             .handler = h_do_get,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "DoPut",
              .kind = LD_RPC_BIDI,
              .request = MSG(flight_data),
-             .handler = h_do_put},
+             .handler = h_do_put,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "DoExchange",
              .kind = LD_RPC_BIDI,
              .request = MSG(flight_data),
-             .handler = h_unimplemented},
+             .handler = h_unimplemented,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "DoAction",
              .kind = LD_RPC_SERVER_STREAM,
              .request = MSG(action),
-             .handler = h_do_action},
+             .handler = h_do_action,
+             .status_prefix = FLIGHT_ERROR},
             {.name = FLIGHT "ListActions",
              .kind = LD_RPC_SERVER_STREAM,
              .request = MSG(empty),
-             .handler = h_list_actions},
+             .handler = h_list_actions,
+             .status_prefix = FLIGHT_ERROR},
     };
     return ld_server_add_methods(srv, methods, sizeof methods / sizeof methods[0], f, st);
 }

@@ -826,6 +826,11 @@ int ot_csv_write(const ot_table *t, FILE *f, ld_status *st)
         put_quoted(f, (const uint8_t *)n, strlen(n));
     }
     putc('\n', f);
+    return ot_csv_write_rows(t, f, st);
+}
+
+int ot_csv_write_rows(const ot_table *t, FILE *f, ld_status *st)
+{
     for (int64_t r = 0; r < t->n_rows; r++) {
         for (size_t c = 0; c < t->n_cols; c++) {
             if (c)

@@ -73,3 +73,9 @@ int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opt
  * Return: 0, or -1 with @st set (INTERNAL: write error).
  */
 int ot_csv_write(const ot_table *t, FILE *f, ld_status *st);
+
+/**
+ * ot_csv_write_rows() - as ot_csv_write without the header row: the records
+ * to append to a file that has one.
+ */
+int ot_csv_write_rows(const ot_table *t, FILE *f, ld_status *st);

@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ot_fb.h"
 
@@ -1420,6 +1424,133 @@ int ot_ipc_read_stream(const uint8_t *data, size_t len, ot_table **out, ld_statu
     return ot_ipc_read_stream_ex(data, len, OT_IPC_DEFAULT_MAX_BYTES, out, st);
 }
 
+/* ---- the file format (Feather v2) ----
+ * "ARROW1" + 2 bytes of padding, the streaming format, a Footer flatbuffer,
+ * its int32 length, "ARROW1". The Footer holds the schema and one Block
+ * {offset: int64, metaDataLength: int32, padding, bodyLength: int64} per
+ * dictionary and record batch. Some writers (apache-arrow's JS writer) put
+ * the schema in the footer only, so the footer is what is read. */
+
+enum { FOOTER_SCHEMA = 1, FOOTER_DICTIONARIES = 2, FOOTER_RECORD_BATCHES = 3 };
+#define FILE_MAGIC     "ARROW1"
+#define FILE_BLOCK_LEN 24
+
+/* Feed the message a Block points at. */
+static int feed_block(ot_ipc_reader *r, const uint8_t *data, size_t len, const uint8_t *blk,
+                      ld_status *st)
+{
+    int64_t off = ld_i64(blk), body_len = ld_i64(blk + 16);
+    int32_t meta_len = (int32_t)fb_ld_u32(blk + 8);
+    if (off < 8 || meta_len < 8 || body_len < 0 || (uint64_t)off > len ||
+        (uint64_t)meta_len > len - (uint64_t)off ||
+        (uint64_t)body_len > len - (uint64_t)off - (uint64_t)meta_len)
+        return bad(st, "file block at %lld overruns the file", (long long)off);
+    const uint8_t *p = data + off;
+    size_t prefix = 4;
+    uint32_t w = fb_ld_u32(p);
+    if (w == CONTINUATION) {
+        w = fb_ld_u32(p + 4);
+        prefix = 8;
+    }
+    if (w > (uint32_t)meta_len - prefix)
+        return bad(st, "file block at %lld: message metadata overruns the block", (long long)off);
+    return ot_ipc_reader_feed(r, p + prefix, w, p + meta_len, (size_t)body_len, st);
+}
+
+/* 1 and the footer table when data is a file with a well-formed footer. */
+static int file_footer(const uint8_t *data, size_t len, fb_table *footer)
+{
+    if (len < 8 + 10 || memcmp(data, FILE_MAGIC, 6) != 0 || memcmp(data + len - 6, FILE_MAGIC, 6))
+        return 0;
+    uint32_t flen = fb_ld_u32(data + len - 10);
+    if (flen == 0 || flen > len - 8 - 10)
+        return 0;
+    return fb_root(data + len - 10 - flen, flen, footer) == 0;
+}
+
+int ot_ipc_read_file_ex(const uint8_t *data, size_t len, int64_t max_bytes, ot_table **out,
+                        ld_status *st)
+{
+    fb_table footer, sch;
+    fb_vec dicts, batches;
+    int has_schema, has_dicts, has_batches;
+    *out = NULL;
+    if (len < 8 || memcmp(data, FILE_MAGIC, 6) != 0)
+        return ot_ipc_read_stream_ex(data, len, max_bytes, out, st);
+    if (!file_footer(data, len, &footer))
+        /* no usable footer (e.g. a truncated file): the stream part */
+        return ot_ipc_read_stream_ex(data + 8, len - 8, max_bytes, out, st);
+    if (fb_get_table(&footer, FOOTER_SCHEMA, &has_schema, &sch) < 0 || !has_schema ||
+        fb_get_vector(&footer, FOOTER_DICTIONARIES, FILE_BLOCK_LEN, &has_dicts, &dicts) < 0 ||
+        fb_get_vector(&footer, FOOTER_RECORD_BATCHES, FILE_BLOCK_LEN, &has_batches, &batches) < 0)
+        return bad(st, "malformed file footer");
+    ot_ipc_reader *r = ot_ipc_reader_new();
+    ot_ipc_reader_set_max_bytes(r, max_bytes);
+    int rc = parse_schema(r, &sch, st);
+    for (size_t i = 0; rc == 0 && has_dicts && i < dicts.n; i++)
+        rc = feed_block(r, data, len, fb_vec_at(&dicts, i), st);
+    for (size_t i = 0; rc == 0 && has_batches && i < batches.n; i++)
+        rc = feed_block(r, data, len, fb_vec_at(&batches, i), st);
+    if (rc == 0 && !(*out = ot_ipc_reader_finish(r, st)))
+        rc = -1;
+    ot_ipc_reader_free(r);
+    return rc;
+}
+
+int ot_ipc_read_file(const uint8_t *data, size_t len, ot_table **out, ld_status *st)
+{
+    return ot_ipc_read_file_ex(data, len, OT_IPC_DEFAULT_MAX_BYTES, out, st);
+}
+
+int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st)
+{
+    /* read() into one buffer of the file's size, not mmap: a file rewritten
+     * in place while it is decoded (pandas' to_feather truncates first) must
+     * give a decoding error, not SIGBUS */
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ld_status_set(st, GRPC_STATUS_NOT_FOUND, NULL, "cannot open %s", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "%s is not a regular file",
+                             path);
+    }
+    if ((uint64_t)sb.st_size > (uint64_t)OT_IPC_DEFAULT_MAX_BYTES) {
+        close(fd);
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
+                             "%s is larger than %lld bytes", path,
+                             (long long)OT_IPC_DEFAULT_MAX_BYTES);
+    }
+    size_t cap = (size_t)sb.st_size, len = 0;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    if (!buf) {
+        close(fd);
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    while (len < cap) { /* a file that shrank meanwhile ends early */
+        ssize_t got = read(fd, buf + len, cap - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "reading %s: %s", path,
+                                 strerror(e));
+        }
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fd);
+    int rc = ot_ipc_read_file(len ? buf : (const uint8_t *)"", len, out, st);
+    free(buf);
+    return rc;
+}
+
 /* ---- encoder ---- */
 
 static int type_tag(ot_type_id id)
@@ -1568,6 +1699,7 @@ int ot_ipc_write_schema(const ot_table *t, ld_buf *header)
 
 typedef struct wctx {
     ld_buf *body;
+    ot_ipc_body *spans; /* span mode: record ranges instead of copying (uncompressed only) */
     ld_buf scratch;
     ld_buf cbuf; /* compression output */
     int codec;
@@ -1592,16 +1724,52 @@ static void push_pair(int64_t **arr, size_t *n, size_t *cap, int64_t a, int64_t 
     (*n)++;
 }
 
+static const uint8_t body_zeros[8];
+
 static void body_align(ld_buf *body)
 {
-    static const uint8_t zeros[8];
     size_t pad = (size_t)(-body->len) & 7;
     if (pad)
-        ld_buf_append(body, zeros, pad);
+        ld_buf_append(body, body_zeros, pad);
 }
 
-static int add_buffer(wctx *w, const void *p, size_t n)
+static void span_push(ot_ipc_body *b, const uint8_t *p, size_t off, size_t n)
 {
+    if (!n)
+        return;
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 32;
+        ot_ipc_span *ns = realloc(b->spans, b->cap * sizeof *ns);
+        if (!ns)
+            ipc_oom();
+        b->spans = ns;
+    }
+    b->spans[b->n++] = (ot_ipc_span){.p = p, .off = off, .len = n};
+    b->len += n;
+}
+
+/* Span mode: bytes in the table (stable) are referenced, others copied
+ * into b->own; padding references a static block of zeros. */
+static int add_span(wctx *w, const void *p, size_t n, int stable)
+{
+    ot_ipc_body *b = w->spans;
+    span_push(b, body_zeros, 0, (size_t)(-b->len) & 7);
+    size_t off = b->len;
+    if (n && stable) {
+        span_push(b, p, 0, n);
+    } else if (n) {
+        span_push(b, NULL, b->own.len, n);
+        ld_buf_append(&b->own, p, n);
+    }
+    push_pair(&w->bufs, &w->n_bufs, &w->cap_bufs, (int64_t)off, (int64_t)n);
+    return 0;
+}
+
+/* stable: p points into the table being encoded (not into scratch). */
+static int add_buffer_ex(wctx *w, const void *p, size_t n, int stable)
+{
+    if (w->spans)
+        return add_span(w, p, n, stable);
     body_align(w->body);
     size_t off = w->body->len;
     if (w->codec < 0 || n == 0) {
@@ -1641,6 +1809,11 @@ static int add_buffer(wctx *w, const void *p, size_t n)
     return 0;
 }
 
+static int add_buffer(wctx *w, const void *p, size_t n)
+{
+    return add_buffer_ex(w, p, n, 1);
+}
+
 /* n bits of src from bit off, shifted to bit 0, unused bits zero. */
 static int add_bits(wctx *w, const uint8_t *src, int64_t off, int64_t n)
 {
@@ -1651,7 +1824,7 @@ static int add_bits(wctx *w, const uint8_t *src, int64_t off, int64_t n)
     uint8_t *d = (uint8_t *)ld_buf_reserve(&w->scratch, nbytes);
     memset(d, 0, nbytes);
     bits_copy(d, 0, src, off, n);
-    return add_buffer(w, d, nbytes);
+    return add_buffer_ex(w, d, nbytes, 0);
 }
 
 static int emit_column(wctx *w, const ot_column *c, int64_t off, int64_t n, int depth)
@@ -1710,7 +1883,7 @@ static int emit_column(wctx *w, const ot_column *c, int64_t off, int64_t n, int 
         else
             ld_buf_put_u32le(&w->scratch, (uint32_t)(o - base));
     }
-    if (add_buffer(w, w->scratch.data, w->scratch.len) < 0)
+    if (add_buffer_ex(w, w->scratch.data, w->scratch.len, 0) < 0)
         return -1;
     if (c->type.id == OT_LIST) {
         if (c->child)
@@ -1731,8 +1904,8 @@ bad_offsets:
                          name);
 }
 
-int ot_ipc_write_batch_ex(const ot_table *t, int64_t row_offset, int64_t n_rows, ot_ipc_codec codec,
-                          ld_buf *header, ld_buf *body, ld_status *st)
+static int write_batch(const ot_table *t, int64_t row_offset, int64_t n_rows, ot_ipc_codec codec,
+                       ld_buf *header, ld_buf *body, ot_ipc_body *spans, ld_status *st)
 {
     if (row_offset < 0 || n_rows < 0 || row_offset > t->n_rows || n_rows > t->n_rows - row_offset)
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
@@ -1744,14 +1917,28 @@ int ot_ipc_write_batch_ex(const ot_table *t, int64_t row_offset, int64_t n_rows,
     wctx w;
     memset(&w, 0, sizeof w);
     w.body = body;
+    w.spans = spans;
     w.codec = codec;
     w.st = st;
-    ld_buf_reset(body);
+    if (spans) {
+        spans->n = 0;
+        spans->len = 0;
+        ld_buf_reset(&spans->own);
+    } else {
+        ld_buf_reset(body);
+    }
     int rc = 0;
     for (size_t i = 0; i < t->n_cols && rc == 0; i++)
         rc = emit_column(&w, &t->cols[i], row_offset, n_rows, 0);
     if (rc == 0) {
-        body_align(body);
+        size_t body_len;
+        if (spans) {
+            span_push(spans, body_zeros, 0, (size_t)(-spans->len) & 7);
+            body_len = spans->len;
+        } else {
+            body_align(body);
+            body_len = body->len;
+        }
         fb_builder b;
         fb_init(&b);
         fb_ref vnodes = fb_create_struct_vector(&b, w.nodes, w.n_nodes, 16, 8);
@@ -1774,7 +1961,7 @@ int ot_ipc_write_batch_ex(const ot_table *t, int64_t row_offset, int64_t n_rows,
         fb_add_i16(&b, MSG_VERSION, MD_V5);
         fb_add_u8(&b, MSG_HEADER_TYPE, HDR_RECORD_BATCH);
         fb_add_ref(&b, MSG_HEADER, rb);
-        fb_add_i64(&b, MSG_BODY_LENGTH, (int64_t)body->len);
+        fb_add_i64(&b, MSG_BODY_LENGTH, (int64_t)body_len);
         fb_finish(&b, fb_end(&b));
         put_header(&b, header);
         fb_free(&b);
@@ -1784,6 +1971,25 @@ int ot_ipc_write_batch_ex(const ot_table *t, int64_t row_offset, int64_t n_rows,
     ld_buf_free(&w.scratch);
     ld_buf_free(&w.cbuf);
     return rc;
+}
+
+int ot_ipc_write_batch_ex(const ot_table *t, int64_t row_offset, int64_t n_rows, ot_ipc_codec codec,
+                          ld_buf *header, ld_buf *body, ld_status *st)
+{
+    return write_batch(t, row_offset, n_rows, codec, header, body, NULL, st);
+}
+
+int ot_ipc_write_batch_spans(const ot_table *t, int64_t row_offset, int64_t n_rows, ld_buf *header,
+                             ot_ipc_body *body, ld_status *st)
+{
+    return write_batch(t, row_offset, n_rows, OT_IPC_UNCOMPRESSED, header, NULL, body, st);
+}
+
+void ot_ipc_body_free(ot_ipc_body *b)
+{
+    free(b->spans);
+    ld_buf_free(&b->own);
+    memset(b, 0, sizeof *b);
 }
 
 int ot_ipc_write_batch(const ot_table *t, int64_t row_offset, int64_t n_rows, ld_buf *header,

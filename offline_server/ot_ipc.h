@@ -50,6 +50,17 @@ int ot_ipc_read_stream(const uint8_t *data, size_t len, ot_table **out, ld_statu
 int ot_ipc_read_stream_ex(const uint8_t *data, size_t len, int64_t max_bytes, ot_table **out,
                           ld_status *st);
 
+/* Decode an Arrow IPC file (Feather v2: "ARROW1" magic, stream, footer)
+ * through its footer: the schema and every dictionary and record batch the
+ * footer lists. Data without the leading magic is read as a stream; a file
+ * whose footer is missing or unusable falls back to its stream part. */
+int ot_ipc_read_file(const uint8_t *data, size_t len, ot_table **out, ld_status *st);
+int ot_ipc_read_file_ex(const uint8_t *data, size_t len, int64_t max_bytes, ot_table **out,
+                        ld_status *st);
+/* The same on a file by path, read whole into one buffer of its size
+ * (NOT_FOUND if it cannot be opened; at most OT_IPC_DEFAULT_MAX_BYTES). */
+int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st);
+
 /* Incremental decoding for Arrow Flight, whose FlightData carries each
  * message's flatbuffer (data_header, without the framing) and its body
  * (data_body) separately: feed them in order (Schema first). A message with
@@ -87,6 +98,30 @@ int ot_ipc_write_batch(const ot_table *t, int64_t row_offset, int64_t n_rows, ld
  * shrink is stored as is, with the -1 length prefix). */
 int ot_ipc_write_batch_ex(const ot_table *t, int64_t row_offset, int64_t n_rows, ot_ipc_codec codec,
                           ld_buf *header, ld_buf *body, ld_status *st);
+
+/* A record batch body described rather than copied, for senders that can
+ * hand out scattered buffers (Flight's DoGet): the body is the
+ * concatenation of spans; a span with p != NULL references memory of the
+ * table (or static zeros for padding) and stays valid as long as the table
+ * does; p == NULL means bytes [off, off + len) of own (rebased offsets,
+ * shifted bitmaps). len is the body's total length (a multiple of 8). */
+typedef struct ot_ipc_span {
+    const uint8_t *p;
+    size_t off, len;
+} ot_ipc_span;
+
+typedef struct ot_ipc_body {
+    ot_ipc_span *spans;
+    size_t n, cap;
+    ld_buf own;
+    size_t len;
+} ot_ipc_body;
+
+/* ot_ipc_write_batch (uncompressed) with the body as spans; body is reset
+ * and reused (zero-initialize it first; free with ot_ipc_body_free). */
+int ot_ipc_write_batch_spans(const ot_table *t, int64_t row_offset, int64_t n_rows, ld_buf *header,
+                             ot_ipc_body *body, ld_status *st);
+void ot_ipc_body_free(ot_ipc_body *b);
 
 /* A whole stream: schema, record batches of at most batch_rows rows (<= 0:
  * one batch; a table without rows gets no batch), end-of-stream marker. */

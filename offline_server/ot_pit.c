@@ -1023,6 +1023,17 @@ static inline void span_of(const ot_column *c, int64_t r, int64_t *a, int64_t *b
     }
 }
 
+/* Whether idx[0..n) is a run of consecutive rows (pull_all's selection). */
+static bool idx_run(const int64_t *idx, int64_t n)
+{
+    if (!idx || n == 0 || idx[0] < 0)
+        return false;
+    for (int64_t i = 1; i < n; i++)
+        if (idx[i] != idx[i - 1] + 1)
+            return false;
+    return true;
+}
+
 /* Gather rows idx[0..n) (NULL: rows 0..n) of src into dst; nulls where the
  * index is negative or the source row is null. */
 static int col_take(const ot_column *src, const int64_t *idx, int64_t n, const char *name,
@@ -1030,6 +1041,9 @@ static int col_take(const ot_column *src, const int64_t *idx, int64_t n, const c
 {
     size_t nb = (size_t)(n + 7) / 8, w = fixed_width(src->type.id);
     int64_t nulls = 0;
+    /* consecutive rows from `first`: fixed-width values are one copy */
+    bool run = idx_run(idx, n);
+    int64_t first = run ? idx[0] : 0;
 
     memset(dst, 0, sizeof *dst);
     dst->length = n;
@@ -1041,6 +1055,8 @@ static int col_take(const ot_column *src, const int64_t *idx, int64_t n, const c
         return 0;
     }
 
+    if ((run || !idx) && !src->validity)
+        goto no_nulls; /* every row valid: no bitmap */
     if (!(dst->validity = calloc(nb ? nb : 1, 1)))
         goto oom;
     for (int64_t i = 0; i < n; i++) {
@@ -1055,26 +1071,26 @@ static int col_take(const ot_column *src, const int64_t *idx, int64_t n, const c
         free(dst->validity);
         dst->validity = NULL;
     }
+no_nulls:
 #define TAKE_VALID(i) (!dst->validity || bit_get(dst->validity, (i)))
 
     if (w) {
-        if (!(dst->values = calloc(n ? (size_t)n : 1, w)))
+        if (!(dst->values = malloc(n ? (size_t)n * w : 1)))
             goto oom;
-        if (!idx) {
+        if (!idx || run) {
             if (n)
-                memcpy(dst->values, src->values, (size_t)n * w);
+                memcpy(dst->values, (const uint8_t *)src->values + (size_t)first * w,
+                       (size_t)n * w);
         } else if (w == 8) {
             const int64_t *s = src->values;
             int64_t *d = dst->values;
-            for (int64_t i = 0; i < n; i++)
-                if (idx[i] >= 0)
-                    d[i] = s[idx[i]];
+            for (int64_t i = 0; i < n; i++) /* zero under nulls: no stale heap bytes */
+                d[i] = idx[i] >= 0 ? s[idx[i]] : 0;
         } else {
             const int32_t *s = src->values;
             int32_t *d = dst->values;
             for (int64_t i = 0; i < n; i++)
-                if (idx[i] >= 0)
-                    d[i] = s[idx[i]];
+                d[i] = idx[i] >= 0 ? s[idx[i]] : 0;
         }
         return 0;
     }

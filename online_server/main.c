@@ -8,6 +8,7 @@
 #include "ld_log.h"
 #include "ol_grpc.h"
 #include "ol_http.h"
+#include "ol_materialize.h"
 #include "ol_registry.h"
 #include "ol_server.h"
 #include "ol_store.h"
@@ -17,16 +18,19 @@ typedef struct online {
     ol_store *store;
     ol_server *core;
     ol_http *http;
+    ol_mat_jobs *mat; /* POST /materialize runs */
 } online;
 
 static void online_free(online *o)
 {
     if (!o)
         return;
+    ol_mat_jobs_cancel(o->mat); /* running materializations stop at their next batch */
     if (o->http) {
         ol_http_stop(o->http);
         ol_http_free(o->http);
     }
+    ol_mat_jobs_free(o->mat);
     ol_server_free(o->core);
     if (o->store)
         o->store->ops->free(o->store);
@@ -46,8 +50,14 @@ static int online_setup(ld_server *srv, const ld_config *cfg, void **state, ld_s
         return -1;
     }
     if (cfg->larder.online_http_port >= 0) {
+        if (!(o->mat = ol_mat_jobs_new(cfg, o->store, st))) {
+            online_free(o);
+            return -1;
+        }
         ol_http_opts ho = {.max_body_bytes = (size_t)cfg->larder.max_message_bytes,
-                           .grace_ms = (int64_t)cfg->larder.grace_period_seconds * 1000};
+                           .grace_ms = (int64_t)cfg->larder.grace_period_seconds * 1000,
+                           .no_access_log = !cfg->larder.access_log,
+                           .materialize = o->mat};
         o->http = ol_http_new(o->core, cfg->larder.host, cfg->larder.online_http_port, &ho, st);
         if (!o->http) {
             online_free(o);
@@ -56,10 +66,17 @@ static int online_setup(ld_server *srv, const ld_config *cfg, void **state, ld_s
         ld_info("HTTP feature server on %s:%d", cfg->larder.host, ol_http_port(o->http));
     }
     ld_health *h = ld_server_health(srv);
-    ld_health_set(h, "feast.serving.ServingService", LD_HEALTH_SERVING);
-    ld_health_set(h, "GrpcFeatureServer", LD_HEALTH_SERVING);
+    ol_registry_attach_health(o->reg, h);
     *state = o;
     return 0;
+}
+
+/* The registry refresher publishes into the server's health service, which
+ * ld_server_free frees: detach it first. */
+static void online_stop(void *state)
+{
+    online *o = state;
+    ol_registry_attach_health(o->reg, NULL);
 }
 
 static void online_teardown(void *state)
@@ -82,6 +99,7 @@ int main(int argc, char **argv)
             .extra_opts = extra,
             .n_extra_opts = 1,
             .setup = online_setup,
+            .stop = online_stop,
             .teardown = online_teardown,
     };
     return ld_daemon_main(&spec, argc, argv);

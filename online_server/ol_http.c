@@ -41,6 +41,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -54,17 +55,20 @@
 #include "ld_log.h"
 #include "ld_time.h"
 #include "ol_json.h"
+#include "ol_materialize.h"
 
 typedef struct http_loop http_loop;
 typedef struct http_call http_call;
 
 enum route {
     ROUTE_NONE = 0,
-    ROUTE_GET,    /* POST /get-online-features */
-    ROUTE_PUSH,   /* POST /push */
-    ROUTE_WRITE,  /* POST /write-to-online-store */
-    ROUTE_HEALTH, /* GET|HEAD /health */
-    ROUTE_OTHER,  /* a route of Feast's server that larder does not serve */
+    ROUTE_GET,     /* POST /get-online-features */
+    ROUTE_PUSH,    /* POST /push */
+    ROUTE_WRITE,   /* POST /write-to-online-store */
+    ROUTE_HEALTH,  /* GET|HEAD /health */
+    ROUTE_MAT,     /* POST /materialize (ol_materialize.h runs it on a worker) */
+    ROUTE_MAT_INC, /* POST /materialize-incremental */
+    ROUTE_OTHER,   /* a route of Feast's server that larder does not serve */
 };
 
 static const struct {
@@ -76,8 +80,8 @@ static const struct {
         {"/push", ROUTE_PUSH, "POST /push"},
         {"/write-to-online-store", ROUTE_WRITE, "POST /write-to-online-store"},
         {"/health", ROUTE_HEALTH, "GET /health"},
-        {"/materialize", ROUTE_OTHER, "POST /materialize"},
-        {"/materialize-incremental", ROUTE_OTHER, "POST /materialize-incremental"},
+        {"/materialize", ROUTE_MAT, "POST /materialize"},
+        {"/materialize-incremental", ROUTE_MAT_INC, "POST /materialize-incremental"},
         {"/retrieve-online-documents", ROUTE_OTHER, "POST /retrieve-online-documents"},
         {"/search", ROUTE_OTHER, "POST /search"},
 };
@@ -97,6 +101,8 @@ struct http_call {
     } rq;
     const ol_get_response *resp;
     ld_status st;
+    int mat_code; /* ROUTE_MAT*: the answer ol_materialize gave */
+    ld_buf mat_body;
     ld_arena arena;
     _Alignas(16) char first[8192];
 };
@@ -280,6 +286,8 @@ static void reply(http_loop *l, struct evhttp_request *req, int code, const char
     evhttp_send_reply(req, code, reason(code), out);
     if (out)
         evbuffer_free(out);
+    if (l->h->o.no_access_log)
+        return;
     char line[LD_STATUS_MSG_MAX + 32];
     line[0] = '\0';
     if (code != 200)
@@ -328,6 +336,8 @@ static void outstanding_add(ol_http *h, int delta)
 
 static void call_free(http_call *c)
 {
+    ol_get_response_release(c->resp);
+    ld_buf_free(&c->mat_body);
     ld_arena_destroy(&c->arena);
     free(c);
 }
@@ -400,7 +410,11 @@ static void finish_call(http_loop *l, http_call *c)
         return;
     }
     ld_buf b = LD_BUF_INIT;
-    if (c->route == ROUTE_GET) {
+    if (c->route == ROUTE_MAT || c->route == ROUTE_MAT_INC) {
+        reply(l, req, c->mat_code, c->mat_body.len ? "application/json" : NULL, &c->mat_body,
+              c->log_name, c->peer, c->start_us, c->mat_code < 300 ? 0 : log_code(c->mat_code),
+              NULL);
+    } else if (c->route == ROUTE_GET) {
         ld_status st = LD_STATUS_INIT;
         if (!c->resp) {
             ld_status_set(&st, GRPC_STATUS_INTERNAL, NULL, "the server produced no response");
@@ -562,6 +576,92 @@ out:
         call_free(c);
 }
 
+static void on_mat_done(void *arg, int code, ld_buf *body, const ld_status *st)
+{
+    http_call *c = arg;
+    c->st = *st;
+    c->mat_code = code;
+    ld_buf_free(&c->mat_body);
+    c->mat_body = *body;
+    *body = (ld_buf)LD_BUF_INIT;
+    post_done(c);
+}
+
+/* FastAPI's bool query parameter: 1: true, 0: false, -1: not a bool. */
+static int query_bool(const char *v)
+{
+    static const char *const yes[] = {"1", "true", "on", "yes", "t", "y"};
+    static const char *const no[] = {"0", "false", "off", "no", "f", "n"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (!strcasecmp(v, yes[i]))
+            return 1;
+        if (!strcasecmp(v, no[i]))
+            return 0;
+    }
+    return -1;
+}
+
+/* POST /materialize[-incremental][?async=true][&force=true]: parsed here,
+ * run on a materialization worker, answered on this loop when it is done
+ * (sync) or when the views are selected (async). */
+static void start_mat_call(http_loop *l, struct evhttp_request *req, enum route route,
+                           const char *log_name, const char *peer, int64_t start_us)
+{
+    ol_http *h = l->h;
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    int flags[2] = {0, 0};
+    const char *names[2] = {"async", "force"};
+    if (q && evhttp_parse_query_str(q, &params) == 0) {
+        for (int i = 0; i < 2; i++) {
+            const char *v = evhttp_find_header(&params, names[i]);
+            if (v && (flags[i] = query_bool(v)) < 0) {
+                evhttp_clear_headers(&params);
+                reply_detail(l, req, 422, "Input should be a valid boolean", log_name, peer,
+                             start_us);
+                return;
+            }
+        }
+    }
+    evhttp_clear_headers(&params);
+    http_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        reply_detail(l, req, 503, "out of memory", log_name, peer, start_us);
+        return;
+    }
+    c->loop = l;
+    c->req = req;
+    c->route = route;
+    c->log_name = log_name;
+    c->start_us = start_us;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    ld_arena_init(&c->arena, c->first, sizeof c->first, h->o.max_request_memory);
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const char *p = n ? (const char *)evbuffer_pullup(in, -1) : "";
+    c->next = l->pending;
+    if (l->pending)
+        l->pending->prev = c;
+    l->pending = c;
+    l->n_pending++;
+    outstanding_add(h, 1);
+    ld_status st = LD_STATUS_INIT;
+    ld_buf resp = LD_BUF_INIT;
+    int code = 0;
+    if (ol_mat_jobs_http(h->o.materialize, route == ROUTE_MAT_INC, p, n, flags[0], flags[1],
+                         on_mat_done, c, &code, &resp, &st) != 0) {
+        pending_unlink(l, c);
+        outstanding_add(h, -1);
+        if (!ld_status_ok(&st))
+            reply_status(l, req, &st, log_name, peer, start_us);
+        else
+            reply_json(l, req, code, &resp, log_name, peer, start_us, "invalid body");
+        call_free(c);
+    }
+    ld_buf_free(&resp);
+}
+
 static void peer_of(struct evhttp_request *req, char *out, size_t n)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
@@ -657,7 +757,11 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_detail(l, req, 405, "Method Not Allowed", log_name, peer, start_us);
         return;
     }
-    if (route == ROUTE_OTHER) {
+    if ((route == ROUTE_MAT || route == ROUTE_MAT_INC) && h->o.materialize) {
+        start_mat_call(l, req, route, log_name, peer, start_us);
+        return;
+    }
+    if (route == ROUTE_OTHER || route == ROUTE_MAT || route == ROUTE_MAT_INC) {
         ld_status st = LD_STATUS_INIT;
         ld_status_set(&st, GRPC_STATUS_UNIMPLEMENTED, NULL, "%s is not served by larder-online",
                       path);

@@ -20,7 +20,8 @@ import grpc from '@grpc/grpc-js';
 import * as A from 'apache-arrow';
 import { DuckDBInstance } from '@duckdb/node-api';
 
-import { Server, healthCheck, loadProto, tmpDir } from './helpers.mjs';
+import { Server, decodeFields, healthCheck, loadProto, tmpDir } from './helpers.mjs';
+import { feastErrorOf } from './offline_setup.mjs';
 import { FlightClient, cmdDescriptor, mockTable, tableToFlightData } from './flight_client.mjs';
 
 const registryPkg = loadProto('feast/registry/RegistryServer.proto').feast.registry;
@@ -304,12 +305,25 @@ async function healthy() {
   assert.equal(r.status, 'SERVING', 'larder-offline still serving');
 }
 
-// A Flight error: its gRPC code, and its details matching re.
+// A Flight error: its gRPC code, and its details matching re. The details
+// are "Flight error: " + Feast's error JSON, which Feast's client
+// (arrow_error_handler._get_exception_data) finds and turns back into the
+// exception; the grpc-status-details-bin google.rpc.Status carries the same
+// message.
 async function expectFlightError(promise, code, re) {
   await assert.rejects(promise, (err) => {
     if (process.env.LARDER_TEST_SHOW_ERRORS) console.error(`[${err.code}] ${err.details}`);
     assert.equal(err.code, code, `expected code ${code}, got ${err.code}: ${err.details}`);
     if (re) assert.match(err.details, re);
+    assert.ok(err.details.startsWith('Flight error: {'), err.details);
+    const j = feastErrorOf(`Flight returned an error, with message: ${err.details}`);
+    assert.ok(j, `no Feast error JSON in ${err.details}`);
+    assert.deepEqual(Object.keys(j), ['module', 'class', 'message']);
+    assert.equal(j.module, 'feast.errors');
+    const bin = err.metadata.get('grpc-status-details-bin');
+    assert.equal(bin.length, 1);
+    const msg = decodeFields(bin[0]).find(([f]) => f === 2);
+    assert.equal(Buffer.from(msg[1]).toString('utf8'), err.details);
     return true;
   });
   await healthy();
