@@ -206,8 +206,8 @@ int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_t
 {
     if (ds->options_case != FEAST__CORE__DATA_SOURCE__OPTIONS_FILE_OPTIONS || !ds->file_options)
         return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
-                             "data source %s is not a file source; larder-offline reads file "
-                             "sources (PostgreSQL sources come with the pushdown work)",
+                             "data source %s is neither a file nor a PostgreSQL source; "
+                             "larder-offline reads those two kinds",
                              ds->name);
     const char *uri = ds->file_options->uri;
     if (!uri || !*uri)
