@@ -222,21 +222,29 @@ def part_integration(build_dir: Path, env, tmp: Path) -> tuple:
     return p, f, names
 
 
+def node_modules(env) -> bool:
+    """tests/node's packages (grpc-js, apache-arrow, DuckDB), installed once:
+    the Node tests use them, and so do integration tests that read Arrow."""
+    node_dir = REPO / "tests" / "node"
+    if (node_dir / "node_modules").is_dir():
+        return True
+    # npm ci installs exactly the lock; npm 11 rejects a lock without the
+    # optional platform packages of other systems (DuckDB's bindings), so
+    # fall back to npm install, which still honours the pinned versions.
+    ok = False
+    if (node_dir / "package-lock.json").exists():
+        ok = run_child(["npm", "ci", "--no-audit", "--no-fund"], cwd=node_dir, env=env,
+                       limit=LIMITS["node"]) == 0
+    return ok or run_child(["npm", "install", "--no-audit", "--no-fund"], cwd=node_dir,
+                           env=env, limit=LIMITS["node"]) == 0
+
+
 def part_node(env, tmp: Path) -> tuple:
     node_dir = REPO / "tests" / "node"
     if not any(node_dir.glob("*.test.mjs")):
         return 0, 0, []
-    if not (node_dir / "node_modules").is_dir():
-        # npm ci installs exactly the lock; npm 11 rejects a lock without the
-        # optional platform packages of other systems (DuckDB's bindings), so
-        # fall back to npm install, which still honours the pinned versions.
-        ok = False
-        if (node_dir / "package-lock.json").exists():
-            ok = run_child(["npm", "ci", "--no-audit", "--no-fund"], cwd=node_dir, env=env,
-                           limit=LIMITS["node"]) == 0
-        if not ok and run_child(["npm", "install", "--no-audit", "--no-fund"], cwd=node_dir,
-                                env=env, limit=LIMITS["node"]) != 0:
-            return 0, 1, ["npm install failed"]
+    if not node_modules(env):
+        return 0, 1, ["npm install failed"]
     out_path = tmp / "node-tap.txt"
     with open(out_path, "wb") as out:
         rc = run_child(["node", "--test", "--test-reporter=tap", "tests/node/"], env=env,
@@ -302,6 +310,8 @@ def main(argv=None) -> int:
             if "unit" in parts:
                 results["unit"] = part_unit(build_dir, env)
             if "integration" in parts:
+                if not node_modules(env):
+                    log("npm install failed: integration tests that read Arrow will fail")
                 results["integration"] = part_integration(build_dir, env, tmp)
             if "node" in parts:
                 results["node"] = part_node(env, tmp)
