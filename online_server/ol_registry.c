@@ -11,6 +11,7 @@
 #include "feast/core/FeatureView.pb-c.h"
 #include "feast/core/OnDemandFeatureView.pb-c.h"
 #include "feast/core/StreamFeatureView.pb-c.h"
+#include "ld_hash.h"
 #include "ld_regclient.h"
 #include "ld_ticker.h"
 #include "ld_log.h"
@@ -69,10 +70,7 @@ void ol_registry_attach_health(ol_registry *r, ld_health *h)
 
 static uint64_t hash_name(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return ld_fnv1a_str(s);
 }
 
 void ol_snapshot_unref(ol_snapshot *s)

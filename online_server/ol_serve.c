@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "feast/core/FeatureService.pb-c.h"
+#include "ld_hash.h"
 #include "ld_key.h"
 #include "ld_log.h"
 #include "ld_value.h"
@@ -153,14 +154,6 @@ static int check_servable(const ol_view *v, const char *project, ld_status *st)
     return 0;
 }
 
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static int add_feature(get_ctx *g, group *gr, const char *feature, int full_names, ld_status *st)
 {
     const ol_feature *f = ol_view_feature(gr->view, feature);
@@ -180,7 +173,7 @@ static int add_feature(get_ctx *g, group *gr, const char *feature, int full_name
             full_names ? ld_arena_sprintf(g->a, "%s__%s", gr->name_to_use, feature) : f->name;
     if (!name)
         return fail_oom(st);
-    size_t mask = g->n_out_slots - 1, k = name_hash(name) & mask;
+    size_t mask = g->n_out_slots - 1, k = ld_fnv1a_str(name) & mask;
     for (; g->out_names[k]; k = (k + 1) & mask)
         if (strcmp(g->out_names[k], name) == 0)
             return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "FeatureNameCollisionError",
@@ -376,14 +369,6 @@ typedef struct key_slot {
     size_t index;
 } key_slot;
 
-static uint64_t bytes_hash(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
 /* Entity keys of every row for a group, deduplicated. */
 static int build_keys(get_ctx *g, group *gr, ol_read_group *rg, const ol_get_request *req,
                       ld_status *st)
@@ -445,7 +430,7 @@ static int build_keys(get_ctx *g, group *gr, ol_read_group *rg, const ol_get_req
             rc = -1;
             break;
         }
-        uint64_t h = bytes_hash((const uint8_t *)kb.data, kb.len);
+        uint64_t h = ld_fnv1a(kb.data, kb.len);
         size_t s = h & (n_slots - 1);
         while (slots[s].bytes &&
                !(slots[s].len == kb.len && memcmp(slots[s].bytes, kb.data, kb.len) == 0))

@@ -61,6 +61,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ld_hash.h"
 #include "ld_buf.h"
 #include "ld_log.h"
 #include "ld_pool.h"
@@ -192,12 +193,7 @@ typedef struct idx_map {
 
 static uint64_t hash_bytes(const void *data, size_t n)
 {
-    const uint8_t *d = data;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= d[i];
-        h *= 1099511628211ull;
-    }
+    uint64_t h = ld_fnv1a(data, n);
     return h ^ (h >> 29);
 }
 

@@ -56,6 +56,7 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
 
+#include "ld_hash.h"
 #include "ld_log.h"
 #include "ld_murmur3.h"
 #include "ld_time.h"
@@ -1218,14 +1219,6 @@ static int oom(ld_status *st)
     return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
 }
 
-static uint64_t key_hash(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
 /* One HMGET per distinct entity key: views sharing an entity (the usual
  * case: a feature service over several views of one entity) live in the same
  * hash, so their fields go in one command. */
@@ -1282,7 +1275,7 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
         for (size_t k = 0; k < gr->n_keys; k++, m++) {
             const uint8_t *kb = gr->keys[k];
             size_t kl = gr->key_lens[k];
-            uint64_t h = key_hash(kb, kl);
+            uint64_t h = ld_fnv1a(kb, kl);
             size_t i = h & (n_slots - 1);
             for (;; i = (i + 1) & (n_slots - 1)) {
                 if (!slots[i].cmd) {
