@@ -5,7 +5,6 @@
 
 #include "feast/serving/GrpcServer.pb-c.h"
 #include "feast/serving/ServingService.pb-c.h"
-#include "ld_buf.h"
 #include "ld_value.h"
 
 #ifndef LARDER_VERSION
