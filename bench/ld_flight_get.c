@@ -9,6 +9,8 @@
  * bytes without copying or parsing them (gRPC core's receive path is the
  * only cost on this side). Prints one JSON line per call:
  *   {"messages", "bytes", "first_ms" (call start to the first message),
+ *    "second_ms" (call start to the second message: a Flight stream's first
+ *    record batch, the schema being the first message),
  *    "total_ms", "stream_ms" (first message to the last), "cpu_ms" (this
  *    client's CPU time for the call), "status", "details"}
  * Exit 0 when every call ended with status OK, 1 otherwise, 2 on bad usage.
@@ -77,7 +79,7 @@ static int one_get(grpc_channel *ch, grpc_completion_queue *cq, const uint8_t *r
     grpc_slice method = grpc_slice_from_static_string("/arrow.flight.protocol.FlightService/DoGet");
     gpr_timespec deadline =
             gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(600, GPR_TIMESPAN));
-    double t0 = now_ms(), t_first = 0, t_end, c0 = cpu_ms();
+    double t0 = now_ms(), t_first = 0, t_second = 0, t_end, c0 = cpu_ms();
     grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
                                                deadline, NULL);
     grpc_slice body = grpc_slice_from_copied_buffer((const char *)req, rlen);
@@ -108,6 +110,8 @@ static int one_get(grpc_channel *ch, grpc_completion_queue *cq, const uint8_t *r
             break;
         if (!messages)
             t_first = now_ms();
+        else if (messages == 1)
+            t_second = now_ms();
         messages++;
         bytes += (int64_t)grpc_byte_buffer_length(bb);
         grpc_byte_buffer_destroy(bb);
@@ -125,10 +129,12 @@ static int one_get(grpc_channel *ch, grpc_completion_queue *cq, const uint8_t *r
     run_ops(call, cq, &op, 1);
 
     char *d = grpc_slice_to_c_string(details);
-    printf("{\"messages\": %lld, \"bytes\": %lld, \"first_ms\": %.3f, \"total_ms\": %.3f, "
-           "\"stream_ms\": %.3f, \"cpu_ms\": %.3f, \"status\": %d, \"details\": \"",
-           (long long)messages, (long long)bytes, messages ? t_first - t0 : 0.0, t_end - t0,
-           messages ? t_end - t_first : 0.0, cpu_ms() - c0, (int)status);
+    printf("{\"messages\": %lld, \"bytes\": %lld, \"first_ms\": %.3f, \"second_ms\": %.3f, "
+           "\"total_ms\": %.3f, \"stream_ms\": %.3f, \"cpu_ms\": %.3f, \"status\": %d, "
+           "\"details\": \"",
+           (long long)messages, (long long)bytes, messages ? t_first - t0 : 0.0,
+           messages > 1 ? t_second - t0 : 0.0, t_end - t0, messages ? t_end - t_first : 0.0,
+           cpu_ms() - c0, (int)status);
     for (const char *p = d; *p; p++)
         if (*p == '"' || *p == '\\')
             printf("\\%c", *p);

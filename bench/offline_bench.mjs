@@ -36,6 +36,9 @@
 // ot_pit_join alone (2 threads, as the server), the figure to set beside
 // DuckDB's query on tables already in memory.
 //
+// Time to first batch: DoGet start to the second FlightData (the first record
+// batch; the schema is the first message), as ld-flight-get times it.
+//
 // Also: peak RSS of larder-offline (VmHWM, reset before each retrieval via
 // /proc/PID/clear_refs) against the input bytes, and DoGet throughput over
 // loopback on a wide pull_all_from_table_or_query result (id, timestamp, 16
@@ -533,6 +536,7 @@ async function larderRun(ctx, cmd, table) {
   // DoGet as timed inside ld-flight-get (its process start is not larder's)
   return {
     ms: t2 - t0 + g.total_ms, putMs: t1 - t0, infoMs: t2 - t1, getMs: g.total_ms, firstMs: g.first_ms,
+    batchMs: g.second_ms ?? NaN,
     streamMs: g.stream_ms, bytes: g.bytes, messages: g.messages,
     peak: peakOk ? after.hwm : NaN, rssBefore: before.rss, rssAfter: after.rss, serverCpuMs, clientCpuMs: g.cpu_ms,
   };
@@ -728,7 +732,8 @@ async function main() {
         }
         const l = L[L.length - 1];
         say(`  round ${r + 1}: larder ${l.ms.toFixed(0)} ms (DoPut ${l.putMs.toFixed(0)}, GetFlightInfo `
-          + `${l.infoMs.toFixed(0)}, DoGet ${l.getMs.toFixed(0)}: first message ${l.firstMs.toFixed(0)}, stream `
+          + `${l.infoMs.toFixed(0)}, DoGet ${l.getMs.toFixed(0)}: first message ${l.firstMs.toFixed(0)}, first batch `
+          + `${l.batchMs.toFixed(0)}, stream `
           + `${l.streamMs.toFixed(0)}, ${(l.bytes / MB).toFixed(1)} MiB in ${l.messages} messages), peak RSS `
           + `${(l.peak / MB).toFixed(0)} MiB (RSS ${(l.rssBefore / MB).toFixed(0)} before, ${(l.rssAfter / MB).toFixed(0)} after) | DuckDB Feast ${D[D.length - 1].toFixed(0)} ms`
           + `${o.plain ? `, bare ASOF ${P[P.length - 1].toFixed(0)} ms` : ''} | idle ${idle.toFixed(0)}%, load ${load.toFixed(2)}`);
@@ -746,6 +751,7 @@ async function main() {
         label, nE, nF, larder: ls, duck: ds, engine: stat(eng.join_ms), engineRead: eng.read_ms,
         engineRatio: stat(eng.join_ms.map((x, i) => x / D[i])), plain: P.length ? stat(P) : null, ratio, peak,
         put: stat(L.map((x) => x.putMs)), first: stat(L.map((x) => x.firstMs)),
+        firstBatch: stat(L.map((x) => x.batchMs)), getMs: stat(L.map((x) => x.getMs)),
         stream: stat(L.map((x) => x.streamMs)), input: data.inputBytes + data.entityBytes,
         resultBytes: L[0].bytes, idle: stat(L.map((x) => x.idle)), load: stat(L.map((x) => x.load)),
       };
@@ -754,7 +760,8 @@ async function main() {
       const params = { feature_rows: nF, entity_rows: nE, views: VIEWS.length, features: FEATURES.length };
       const recP = (a, b, c, d, e = {}) => rec(a, b, c, d, { params, ...e });
       for (const [m, s] of [['larder_wall_ms', ls], ['larder_doput_ms', row.put],
-        ['larder_first_message_ms', row.first], ['larder_stream_ms', row.stream]]) {
+        ['larder_first_message_ms', row.first], ['larder_first_batch_ms', row.firstBatch],
+        ['larder_doget_ms', row.getMs], ['larder_stream_ms', row.stream]]) {
         recP(n, `${m}_median`, s.med, 'ms', { min: s.min, max: s.max });
       }
       recP(n, 'engine_join_ms_median', row.engine.med, 'ms', { min: row.engine.min, max: row.engine.max });
@@ -781,7 +788,7 @@ async function main() {
       const x = await larderRun(ctx, wideCmd(), mockTable());
       W.push(x);
       say(`  round ${r + 1}: ${(x.bytes / MB).toFixed(1)} MiB in ${x.messages} messages; first message after `
-        + `${x.firstMs.toFixed(0)} ms (file read + take), stream ${x.streamMs.toFixed(0)} ms = `
+        + `${x.firstMs.toFixed(0)} ms, first batch after ${x.batchMs.toFixed(0)} ms, stream ${x.streamMs.toFixed(0)} ms = `
         + `${(x.bytes / x.streamMs / 1e6).toFixed(2)} GB/s; whole call ${(x.bytes / x.getMs / 1e6).toFixed(2)} GB/s; `
         + `CPU for the DoGet: server ${x.serverCpuMs.toFixed(0)} ms, client ${x.clientCpuMs.toFixed(0)} ms; `
         + `idle ${idle.toFixed(0)}%`);
@@ -798,12 +805,13 @@ async function main() {
 
     // ---- summary
     say('\n== Summary (median (min–max) of rounds; wall ms)');
-    say('size (E x F)     larder e2e        DuckDB Feast      ratio             engine only       ratio             DuckDB bare ASOF  peak RSS MiB   input MiB  RSS/input');
+    say('size (E x F)     larder e2e        DuckDB Feast      ratio             engine only       ratio             DuckDB bare ASOF  peak RSS MiB   input MiB  RSS/input  DoGet: 1st batch ms / total ms');
     for (const r of rows) {
       say(`${r.label.padEnd(16)} ${fmt(r.larder).padEnd(17)} ${fmt(r.duck).padEnd(17)} ${fmt(r.ratio, 2).padEnd(17)} `
         + `${fmt(r.engine).padEnd(17)} ${fmt(r.engineRatio, 2).padEnd(17)} `
         + `${(r.plain ? fmt(r.plain) : '-').padEnd(17)} ${fmt({ med: r.peak.med / MB, min: r.peak.min / MB, max: r.peak.max / MB }).padEnd(14)} `
-        + `${(r.input / MB).toFixed(1).padEnd(10)} ${(r.peak.med / r.input).toFixed(2)}`);
+        + `${(r.input / MB).toFixed(1).padEnd(10)} ${(r.peak.med / r.input).toFixed(2).padEnd(10)} `
+        + `${fmt(r.firstBatch)} / ${fmt(r.getMs)}`);
     }
     say(`DoGet stream throughput: ${fmt(gbs, 2)} GB/s (goal >= 1); whole call incl. file read: ${fmt(gbsAll, 2)} GB/s; `
       + `CPU per GB: server ${fmt(cpuS)} ms (incl. file read + take), client ${fmt(cpuC)} ms`);

@@ -251,33 +251,204 @@ int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_t
     return 0;
 }
 
+/* ------------------------------------------------------------ results */
+
+enum { RES_TABLE, RES_GATHER, RES_PG };
+
+/* A read command's result (of_api.h). A gathered result keeps what its
+ * columns point into: the loaded sources, the registry copy and the
+ * command (names), and an arena (views, the pull's row selection). */
+struct of_result {
+    int kind;
+    int started;
+    ot_table *table;   /* RES_TABLE: handed out whole by the first next() */
+    of_pg_stream *pg;  /* RES_PG */
+    ot_gather *gather; /* RES_GATHER: a pit plan, or &pull */
+    int plan;
+    ot_gather pull;
+    int64_t next_row;
+    int64_t table_rows; /* RES_TABLE: the table's rows */
+    ot_table **sources;
+    size_t n_sources;
+    ld_arena ar;
+    reg_copy *reg;
+    json_t *cmd;
+};
+
+static of_result *result_new(int kind, ld_status *st)
+{
+    of_result *r = calloc(1, sizeof *r);
+    if (!r) {
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return NULL;
+    }
+    r->kind = kind;
+    ld_arena_init(&r->ar, NULL, 0, 0);
+    return r;
+}
+
+/* A result computed whole (takes t; frees it on failure). */
+static int result_table(ot_table *t, of_result **out, ld_status *st)
+{
+    if (!(*out = result_new(RES_TABLE, st))) {
+        ot_table_free(t);
+        return -1;
+    }
+    (*out)->table = t;
+    (*out)->table_rows = t->n_rows;
+    return 0;
+}
+
+void of_result_free(of_result *r)
+{
+    if (!r)
+        return;
+    ot_table_free(r->table);
+    of_pg_stream_free(r->pg);
+    if (r->plan)
+        ot_pit_plan_free(r->gather);
+    for (size_t i = 0; i < r->n_sources; i++)
+        ot_table_free(r->sources[i]);
+    ld_arena_destroy(&r->ar); /* sources' array lives here */
+    reg_copy_unref(r->reg);
+    json_decref(r->cmd);
+    free(r);
+}
+
+int64_t of_result_total_rows(const of_result *r)
+{
+    switch (r->kind) {
+    case RES_TABLE:
+        return r->table_rows;
+    case RES_GATHER:
+        return r->gather->n_rows;
+    default:
+        return -1;
+    }
+}
+
+int of_result_next(of_result *r, int64_t max_rows, ot_table **chunk, ld_status *st)
+{
+    *chunk = NULL;
+    if (r->kind == RES_PG)
+        return of_pg_stream_next(r->pg, chunk, st);
+    if (r->kind == RES_TABLE) {
+        if (!r->started) {
+            *chunk = r->table;
+            r->table = NULL;
+        }
+        r->started = 1;
+        return 0;
+    }
+    int64_t left = r->gather->n_rows - r->next_row;
+    if (r->started && left <= 0)
+        return 0;
+    int64_t n = max_rows > 0 && left > max_rows ? max_rows : left;
+    /* one thread: the completion-queue thread sends the previous chunk */
+    if (ot_gather_rows(r->gather, r->next_row, n, 1, chunk, st) != 0)
+        return -1;
+    r->started = 1;
+    r->next_row += n;
+    return 0;
+}
+
+/* The whole result as one table (frees r). */
+static int result_collect(of_result *r, int threads, ot_table **out, ld_status *st)
+{
+    int rc = 0;
+    *out = NULL;
+    if (r->kind == RES_TABLE) {
+        *out = r->table;
+        r->table = NULL;
+    } else if (r->kind == RES_PG) {
+        rc = of_pg_stream_collect(r->pg, out, st);
+        r->pg = NULL;
+    } else {
+        rc = ot_gather_rows(r->gather, 0, r->gather->n_rows, threads, out, st);
+    }
+    of_result_free(r);
+    return rc;
+}
+
 /* ------------------------------------------------------------ APIs */
+
+/* Keep only the columns of t named in names[0..n) (NULL entries ignored):
+ * a source is loaded whole, and a request reads only some of its columns,
+ * so the others go at once rather than living through the join. */
+static void table_keep(ot_table *t, const char *const *names, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < t->n_cols; i++) {
+        int want = 0;
+        for (size_t j = 0; j < n && !want; j++)
+            want = names[j] && t->cols[i].name && !strcmp(names[j], t->cols[i].name);
+        if (!want) {
+            ot_column_clear(&t->cols[i]);
+            continue;
+        }
+        if (k != i)
+            t->cols[k] = t->cols[i];
+        k++;
+    }
+    t->n_cols = k;
+}
+
+/* Free, in place, the columns of t that are not features of v (the plan
+ * points at the others, which keep their places). */
+static void view_keep_in_place(ot_table *t, const ot_pit_view *v)
+{
+    for (size_t i = 0; i < t->n_cols; i++) {
+        int want = 0;
+        for (size_t f = 0; f < v->n_features && !want; f++)
+            want = t->cols[i].name && !strcmp(v->features[f], t->cols[i].name);
+        if (!want)
+            ot_column_clear(&t->cols[i]);
+    }
+}
+
+/* The source columns view v reads. */
+static void view_keep(ot_table *t, const ot_pit_view *v, ld_arena *ar)
+{
+    size_t n = v->n_keys + v->n_features + 2;
+    const char **names = ld_arena_calloc(ar, n, sizeof *names);
+    if (!names)
+        return; /* keep everything */
+    size_t k = 0;
+    for (size_t i = 0; i < v->n_keys; i++)
+        names[k++] = v->join_keys[i];
+    for (size_t i = 0; i < v->n_features; i++)
+        names[k++] = v->features[i];
+    names[k++] = v->event_ts;
+    names[k++] = v->created_ts;
+    table_keep(t, names, k);
+}
 
 static const char *jstr(json_t *j, const char *key)
 {
     return json_string_value(json_object_get(j, key));
 }
 
-/* The table's columns `names` and the rows `idx` (n of them). */
-static int take(const ot_table *src, const char *const *names, size_t n_names, const int64_t *idx,
-                int64_t n, ot_table **out, ld_status *st)
+/* r's result: the table's columns `names` at the rows `idx` (n of them),
+ * gathered when read; names and idx live as long as r. */
+static int take(of_result *r, const ot_table *src, const char *const *names, size_t n_names,
+                const int64_t *idx, int64_t n, ld_status *st)
 {
-    ot_table *t = ot_table_new(n_names, n);
-    if (!t)
+    ot_gather *g = &r->pull;
+    g->src = ld_arena_calloc(&r->ar, n_names + 1, sizeof *g->src);
+    g->idx = ld_arena_calloc(&r->ar, n_names + 1, sizeof *g->idx);
+    g->names = ld_arena_calloc(&r->ar, n_names + 1, sizeof *g->names);
+    if (!g->src || !g->idx || !g->names)
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
     for (size_t i = 0; i < n_names; i++) {
-        const ot_column *c = ot_table_column(src, names[i]);
-        if (!c) {
-            ot_table_free(t);
+        if (!(g->src[i] = ot_table_column(src, names[i])))
             return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                                  "column %s is not in the source", names[i]);
-        }
-        if (ot_column_take(c, idx, n, names[i], &t->cols[i], st) != 0) {
-            ot_table_free(t);
-            return -1;
-        }
+        g->idx[i] = idx;
+        g->names[i] = names[i];
     }
-    *out = t;
+    g->n_cols = n_names;
+    g->n_rows = n;
+    r->gather = g;
     return 0;
 }
 
@@ -361,7 +532,7 @@ static int strings_of(json_t *arr, const char ***out, size_t *n, ld_arena *ar)
 }
 
 /* pull_all_from_table_or_query / pull_latest_from_table_or_query */
-static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_status *st)
+static int api_pull(of_api *a, json_t *j, int latest, of_result **out, ld_status *st)
 {
     const char *name = jstr(j, "data_source_name");
     const char *ts = jstr(j, "timestamp_field");
@@ -381,15 +552,28 @@ static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_stat
     reg_copy_unref(rc_);
     if (rc != 0)
         return -1;
-    ld_arena ar;
-    ld_arena_init(&ar, NULL, 0, 0);
+    /* the result keeps the source, the command (names) and the selection */
+    of_result *res = result_new(RES_GATHER, st);
+    if (!res) {
+        ot_table_free(src);
+        return -1;
+    }
+    ld_arena *ar = &res->ar;
+    res->cmd = json_incref(j);
+    if (!(res->sources = ld_arena_calloc(ar, 1, sizeof *res->sources))) {
+        ot_table_free(src);
+        of_result_free(res);
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    }
+    res->sources[0] = src;
+    res->n_sources = 1;
     const char **keys, **feats;
     size_t nk, nf;
     int64_t start = 0, end = 0;
     int has_start, has_end;
     rc = -1;
-    if (strings_of(json_object_get(j, "join_key_columns"), &keys, &nk, &ar) != 0 ||
-        strings_of(json_object_get(j, "feature_name_columns"), &feats, &nf, &ar) != 0) {
+    if (strings_of(json_object_get(j, "join_key_columns"), &keys, &nk, ar) != 0 ||
+        strings_of(json_object_get(j, "feature_name_columns"), &feats, &nf, ar) != 0) {
         ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                       "join_key_columns and feature_name_columns must be lists of strings");
         goto out;
@@ -397,6 +581,15 @@ static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_stat
     if (parse_iso(j, "start_date", &start, &has_start, st) != 0 ||
         parse_iso(j, "end_date", &end, &has_end, st) != 0)
         goto out;
+    {
+        ot_pit_view pv = {.join_keys = keys,
+                          .n_keys = nk,
+                          .features = feats,
+                          .n_features = nf,
+                          .event_ts = ts,
+                          .created_ts = created};
+        view_keep(src, &pv, ar);
+    }
     const ot_column *tsc = ot_table_column(src, ts);
     const ot_column *cc = created && *created ? ot_table_column(src, created) : NULL;
     if (!tsc || tsc->type.id != OT_TIMESTAMP) {
@@ -404,7 +597,7 @@ static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_stat
                       "timestamp column %s is missing from %s or is not a timestamp", ts, name);
         goto out;
     }
-    int64_t *idx = ld_arena_calloc(&ar, (size_t)src->n_rows + 1, sizeof *idx);
+    int64_t *idx = ld_arena_calloc(ar, (size_t)src->n_rows + 1, sizeof *idx);
     if (!idx) {
         ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
         goto out;
@@ -419,7 +612,7 @@ static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_stat
         idx[n++] = i;
     }
     if (latest) {
-        sort_ctx sc = {ld_arena_calloc(&ar, nk + 1, sizeof(ot_column *)), nk, tsc, cc};
+        sort_ctx sc = {ld_arena_calloc(ar, nk + 1, sizeof(ot_column *)), nk, tsc, cc};
         for (size_t k = 0; k < nk; k++)
             if (!(sc.keys[k] = ot_table_column(src, keys[k]))) {
                 ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
@@ -437,7 +630,11 @@ static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_stat
         }
         n = m;
     }
-    const char **cols = ld_arena_calloc(&ar, nk + nf + 3, sizeof *cols);
+    const char **cols = ld_arena_calloc(ar, nk + nf + 3, sizeof *cols);
+    if (!cols) {
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        goto out;
+    }
     size_t ncols = 0;
     for (size_t k = 0; k < nk; k++)
         cols[ncols++] = keys[k];
@@ -446,14 +643,16 @@ static int api_pull(of_api *a, json_t *j, int latest, ot_table **result, ld_stat
     cols[ncols++] = ts;
     if (cc)
         cols[ncols++] = created;
-    rc = take(src, cols, ncols, idx, n, result, st);
+    rc = take(res, src, cols, ncols, idx, n, st);
 out:
-    ld_arena_destroy(&ar);
-    ot_table_free(src);
+    if (rc != 0)
+        of_result_free(res);
+    else
+        *out = res;
     return rc;
 }
 
-static int api_columns(of_api *a, json_t *j, ot_table **result, ld_status *st)
+static int api_columns(of_api *a, json_t *j, of_result **res, ld_status *st)
 {
     const char *proto = jstr(j, "data_source_proto");
     json_error_t err;
@@ -508,8 +707,7 @@ static int api_columns(of_api *a, json_t *j, ot_table **result, ld_status *st)
         if (!c->data)
             c->data = calloc(1, 1);
     }
-    *result = out;
-    return 0;
+    return result_table(out, res, st);
 }
 
 /* get_historical_features with the entity dataframe given as SQL
@@ -528,14 +726,17 @@ static int historical_entity_sql(of_api *a, json_t *j, ot_table **result, ld_sta
 
 /* Feast's get_historical_features over file sources: a point-in-time join of
  * the uploaded entity dataframe with each feature view's batch source. */
-static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_table **result,
+static int api_historical(of_api *a, json_t *j, const ot_table *entities, of_result **out,
                           ld_status *st)
 {
     /* Feast's mock one-column table: no entity dataframe */
     if (entities->n_cols == 1 && !strcmp(entities->cols[0].name, "key")) {
+        ot_table *t = NULL;
         if (jstr(j, "entity_df_sql"))
-            return historical_entity_sql(a, j, result, st);
-        return of_hist_range(a, j, result, st);
+            return historical_entity_sql(a, j, &t, st);
+        if (of_hist_range(a, j, &t, st) != 0)
+            return -1;
+        return result_table(t, out, st);
     }
     const char *ts_col = NULL;
     if (ot_table_column(entities, "event_timestamp")) {
@@ -567,29 +768,47 @@ static int api_historical(of_api *a, json_t *j, const ot_table *entities, ot_tab
     reg_copy *copy = registry(a, st);
     if (!copy)
         return -1;
+    /* the result keeps what its plan points into: the sources, the views
+     * (arena), their names (registry copy, command) */
+    of_result *res = result_new(RES_GATHER, st);
+    if (!res) {
+        reg_copy_unref(copy);
+        return -1;
+    }
+    res->reg = copy;
+    res->cmd = json_incref(j);
     const Feast__Core__Registry *r = copy->r;
-    ld_arena ar;
-    ld_arena_init(&ar, NULL, 0, 0);
-    ot_pit_view *views = ld_arena_calloc(&ar, nv + 1, sizeof *views);
-    ot_table **sources = ld_arena_calloc(&ar, nv + 1, sizeof *sources);
+    ot_pit_view *views = ld_arena_calloc(&res->ar, nv + 1, sizeof *views);
+    res->sources = ld_arena_calloc(&res->ar, nv + 1, sizeof *res->sources);
     int rc = -1;
-    size_t built = 0;
+    if (!views || !res->sources) {
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        goto out;
+    }
     if (of_hist_check_refs(r, project, j, st) != 0)
-        goto unlock;
+        goto out;
     for (size_t v = 0; v < nv; v++) {
         const Feast__Core__DataSource *ds = NULL;
-        if (of_hist_resolve(r, project, j, v, &views[v], &ds, &ar, st) != 0 ||
-            of_load_source(a->cfg, ds, &sources[v], st) != 0)
-            goto unlock;
-        built = v + 1;
-        views[v].source = sources[v];
+        if (of_hist_resolve(r, project, j, v, &views[v], &ds, &res->ar, st) != 0 ||
+            of_load_source(a->cfg, ds, &res->sources[v], st) != 0)
+            goto out;
+        res->n_sources = v + 1;
+        view_keep(res->sources[v], &views[v], &res->ar);
+        views[v].source = res->sources[v];
     }
-    rc = ot_pit_join(entities, ts_col, views, nv, a->threads, result, st);
-unlock:
-    reg_copy_unref(copy);
-    for (size_t i = 0; i < built; i++)
-        ot_table_free(sources[i]);
-    ld_arena_destroy(&ar);
+    rc = ot_pit_plan(entities, ts_col, views, nv, a->threads, &res->gather, st);
+    res->plan = rc == 0;
+    /* matched: the keys and timestamps of the sources are read no more,
+     * only the features are gathered while the result streams */
+    for (size_t v = 0; rc == 0 && v < nv; v++) {
+        ot_pit_view fv = {.features = views[v].features, .n_features = views[v].n_features};
+        view_keep_in_place(res->sources[v], &fv);
+    }
+out:
+    if (rc != 0)
+        of_result_free(res);
+    else
+        *out = res;
     return rc;
 }
 
@@ -611,16 +830,31 @@ static int run_pg(of_api *a, json_t *j, const char *api, const ot_table *upload,
 }
 
 int of_api_run_stream(of_api *a, const char *cmd, size_t len, const ot_table *upload,
-                      ot_table **result, of_pg_stream **stream, ld_status *st)
+                      of_result **out, ld_status *st)
 {
-    *result = NULL;
-    *stream = NULL;
+    *out = NULL;
     json_t *j = parse_cmd(cmd, len, st);
     if (!j)
         return -1;
-    int rc = run_pg(a, j, NULL, upload, stream, st);
+    of_pg_stream *pgs = NULL;
+    int rc = run_pg(a, j, NULL, upload, &pgs, st);
+    if (rc == 0) {
+        if (!pgs) {
+            rc = ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                               "the command has no result to fetch");
+        } else if (!(*out = result_new(RES_PG, st))) {
+            of_pg_stream_free(pgs);
+            rc = -1;
+        } else {
+            (*out)->pg = pgs;
+        }
+    } else if (rc == 1) {
+        const char *api = jstr(j, "api");
+        rc = api ? of_api_run_read(a, j, api, upload, out, st)
+                 : ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "the command has no api");
+    }
     json_decref(j);
-    return rc == 1 ? of_api_run(a, cmd, len, upload, result, st) : rc;
+    return rc;
 }
 
 int of_api_run(of_api *a, const char *cmd, size_t len, const ot_table *upload, ot_table **result,
@@ -650,24 +884,28 @@ int of_api_run(of_api *a, const char *cmd, size_t len, const ot_table *upload, o
         rc = of_write_persist(a, j, upload, st);
     else if (!strcmp(api, "validate_data_source"))
         rc = of_write_validate(a, j, st);
-    else
-        rc = of_api_run_read(a, j, api, upload, result, st);
+    else {
+        of_result *r = NULL;
+        rc = of_api_run_read(a, j, api, upload, &r, st);
+        if (rc == 0)
+            rc = result_collect(r, a->threads, result, st);
+    }
     json_decref(j);
     return rc;
 }
 
-int of_api_run_read(of_api *a, json_t *j, const char *api, const ot_table *upload,
-                    ot_table **result, ld_status *st)
+int of_api_run_read(of_api *a, json_t *j, const char *api, const ot_table *upload, of_result **out,
+                    ld_status *st)
 {
-    *result = NULL;
+    *out = NULL;
     if (!strcmp(api, "get_historical_features"))
-        return api_historical(a, j, upload, result, st);
+        return api_historical(a, j, upload, out, st);
     if (!strcmp(api, "pull_all_from_table_or_query"))
-        return api_pull(a, j, 0, result, st);
+        return api_pull(a, j, 0, out, st);
     if (!strcmp(api, "pull_latest_from_table_or_query"))
-        return api_pull(a, j, 1, result, st);
+        return api_pull(a, j, 1, out, st);
     if (!strcmp(api, "get_table_column_names_and_types_from_data_source"))
-        return api_columns(a, j, result, st);
+        return api_columns(a, j, out, st);
     return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "unknown api '%s' in the command",
                          api);
 }

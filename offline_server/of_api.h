@@ -30,7 +30,25 @@ int of_api_classify(const char *cmd, size_t len, of_api_kind *kind, ld_status *s
  * APIs (free with ot_table_free). */
 int of_api_run(of_api *api, const char *cmd, size_t len, const ot_table *upload, ot_table **result,
                ld_status *st);
-/* The same for DoGet: a result read from PostgreSQL comes as *stream
- * (chunk by chunk, see of_pg.h) instead of *result; one of them is set. */
+
+/* A read command's result for DoGet, produced piece by piece so that it is
+ * never held whole: over file sources the join's (or the pull's) matches are
+ * computed first and the output columns are gathered a chunk at a time;
+ * from PostgreSQL, a cursor is fetched a chunk at a time. */
+typedef struct of_result of_result;
+
+/* Run a read-style command for DoGet (blocking: call from a pool thread).
+ * `upload` is borrowed: it must outlive *out. */
 int of_api_run_stream(of_api *api, const char *cmd, size_t len, const ot_table *upload,
-                      ot_table **result, of_pg_stream **stream, ld_status *st);
+                      of_result **out, ld_status *st);
+/* The result's row count when known before it is read (file sources), or
+ * -1 (a PostgreSQL cursor). */
+int64_t of_result_total_rows(const of_result *r);
+/* The next piece of about max_rows rows (blocking; a result computed whole,
+ * such as the column listing, comes as one table of any size). The first
+ * call always gives a table (maybe without rows: it carries the schema),
+ * later calls tables with rows, then *chunk = NULL at the end. Free chunks
+ * with ot_table_free. */
+int of_result_next(of_result *r, int64_t max_rows, ot_table **chunk, ld_status *st);
+/* Cheap; may be called from any thread once no of_result_next runs. */
+void of_result_free(of_result *r);

@@ -35,6 +35,7 @@ int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_t
                    ld_status *st);
 
 /* Run a read-style command (get_historical_features, pull_*, the column
- * listing) over file sources on `upload`: what DoGet streams. */
+ * listing) over file sources on `upload`: what DoGet streams (`upload`
+ * must outlive *out). */
 int of_api_run_read(of_api *a, json_t *cmd, const char *api, const ot_table *upload,
-                    ot_table **result, ld_status *st);
+                    of_result **out, ld_status *st);

@@ -1,6 +1,8 @@
 #include "of_flight.h"
 
 #include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "of_uploads.h"
 #include "ot_ipc.h"
 
+/* rows per record batch (and per gathered chunk) */
 #define BATCH_ROWS 65536
 #define FLIGHT     "/arrow.flight.protocol.FlightService/"
 /* Feast's Flight client finds its error JSON after "Flight error: " (what
@@ -26,6 +29,7 @@ struct of_flight {
     of_api *api;
     of_uploads *uploads;
     int64_t max_upload_bytes;
+    int64_t batch_rows;
 };
 
 typedef Arrow__Flight__Protocol__FlightDescriptor Descriptor;
@@ -231,22 +235,37 @@ static void h_get_flight_info(ld_call *c, const ProtobufCMessage *msg)
     ld_buf_free(&schema);
 }
 
-/* ------------------------------------------------------------ DoGet */
+/* ------------------------------------------------------------ DoGet
+ *
+ * The result is produced on the blocking pool and sent from the
+ * completion-queue thread, overlapped: a producer job takes the result's
+ * next chunk (of_result_next: over file sources the output rows are gathered
+ * from the join's matches a chunk at a time), encodes it as one RecordBatch
+ * message and queues it; each completed send starts the next queued one.
+ * At most QUEUE_MAX messages wait besides the one being sent: a producer
+ * that finds the queue full stops, and the send that makes room starts it
+ * again, so a slow client holds no pool thread and at most a few batches
+ * in memory (gRPC's flow control decides when a send completes). A client
+ * that cancels makes the next send fail or the producer stop; whichever of
+ * the two is last frees everything and ends the call. The first message
+ * (the Schema) carries {"total_records":N} in app_metadata when the
+ * result's row count is known before it is read. */
 
-/* Record batches go out without copying the result: each message is a list
- * of gRPC slices pointing into the table (ot_ipc_write_batch_spans), and
- * every such slice holds a reference to the table, so it lives until gRPC
- * has written the last of them. */
+#define QUEUE_MAX 3
+
+/* Record batches go out without copying the chunk: each message is a list
+ * of gRPC slices pointing into the chunk's table (ot_ipc_write_batch_spans),
+ * and every such slice holds a reference to the table, so it lives until
+ * gRPC has written the last of them. */
 typedef struct get_hold {
     atomic_int refs;
     ot_table *t;
 } get_hold;
 
-/* Free a result. After a big one, hand the allocator's free memory back to
- * the system: a retrieval frees everything it allocated (sources, join
- * state, result) by the time its result goes, and glibc would otherwise keep
- * most of it in its per-thread arenas, so the resident size between requests
- * would creep up to several retrievals' worth. */
+/* Free a result table. After a big one, hand the allocator's free memory
+ * back to the system (glibc would otherwise keep most of it in its
+ * per-thread arenas, and the resident size between requests would creep up
+ * to several retrievals' worth). */
 #define TRIM_CELLS ((int64_t)1 << 20) /* rows x columns: about 8 MiB and more */
 static void get_free_result(ot_table *t)
 {
@@ -268,50 +287,21 @@ static void get_hold_unref(void *p)
 typedef struct get_state {
     of_flight *f;
     ProtobufCBinaryData ticket; /* in the call arena */
-    ot_table *result;           /* the whole result, or the current chunk of the stream */
-    get_hold *hold;             /* NULL, or the reference that owns result */
-    of_pg_stream *stream;       /* a PostgreSQL result, read chunk by chunk on the pool */
-    int64_t next_row;
-    int schema_sent;
-    ld_buf header, body;
+    of_upload *upload;          /* the entity table the result reads, kept to the end */
+    of_result *res;
+    /* the producer's (one producer job at a time) */
+    get_hold *hold; /* the chunk being cut into batches */
+    int64_t cur_row;
+    int schema_done;
+    ld_buf header;
     ot_ipc_body spans;
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    grpc_byte_buffer *queue[QUEUE_MAX];
+    size_t qhead, qn;
+    int sending, producing, eof, abort, ended;
+    ld_status err; /* abort with a failure (code != OK); else cancelled */
 } get_state;
-
-/* Drop the state's reference to the current result. */
-static void get_release_result(get_state *g)
-{
-    if (g->hold)
-        get_hold_unref(g->hold);
-    else
-        get_free_result(g->result);
-    g->hold = NULL;
-    g->result = NULL;
-}
-
-static void get_state_free(get_state *g)
-{
-    get_release_result(g);
-    of_pg_stream_free(g->stream);
-    g->stream = NULL;
-    ld_buf_free(&g->header);
-    ld_buf_free(&g->body);
-    ot_ipc_body_free(&g->spans);
-}
-
-static void get_send_next(ld_call *c, int ok);
-static void get_stream_fetch(ld_call *c);
-
-static int send_flight_data(ld_call *c, get_state *g, ld_status *st)
-{
-    Arrow__Flight__Protocol__FlightData fd = ARROW__FLIGHT__PROTOCOL__FLIGHT_DATA__INIT;
-    fd.data_header.data = (uint8_t *)g->header.data;
-    fd.data_header.len = g->header.len;
-    fd.data_body.data = (uint8_t *)g->body.data;
-    fd.data_body.len = g->body.len;
-    if (ld_call_send(c, &fd.base, get_send_next) != 0)
-        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "send failed");
-    return 0;
-}
 
 static size_t put_varint(uint8_t *p, uint64_t v)
 {
@@ -324,45 +314,36 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 
 /* FlightData{data_header = header, data_body = the spans} as slices: one
  * for the protobuf framing and the header, then one per span (table memory,
- * shared through g->hold, or a piece of the batch's own bytes). */
-static int send_batch_spans(ld_call *c, get_state *g, ld_status *st)
+ * shared through hold, or a piece of the batch's own bytes). */
+static grpc_byte_buffer *batch_bb(const ld_buf *header, ot_ipc_body *b, get_hold *hold)
 {
-    if (!g->hold) {
-        g->hold = malloc(sizeof *g->hold);
-        if (!g->hold)
-            return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-        atomic_init(&g->hold->refs, 1);
-        g->hold->t = g->result;
-    }
-    const ot_ipc_body *b = &g->spans;
     size_t n = 1 + b->n;
     grpc_slice *sl = malloc(n * sizeof *sl);
     if (!sl)
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return NULL;
     uint8_t pre[16], post[16];
     size_t npre = 0, npost = 0;
     pre[npre++] = 0x12; /* field 2 (data_header), length-delimited */
-    npre += put_varint(pre + npre, g->header.len);
+    npre += put_varint(pre + npre, header->len);
     post[npost++] = 0xc2; /* field 1000 (data_body), length-delimited */
     post[npost++] = 0x3e;
     npost += put_varint(post + npost, b->len);
-    sl[0] = grpc_slice_malloc(npre + g->header.len + npost);
+    sl[0] = grpc_slice_malloc(npre + header->len + npost);
     uint8_t *w = GRPC_SLICE_START_PTR(sl[0]);
     memcpy(w, pre, npre);
-    memcpy(w + npre, g->header.data, g->header.len);
-    memcpy(w + npre + g->header.len, post, npost);
+    memcpy(w + npre, header->data, header->len);
+    memcpy(w + npre + header->len, post, npost);
     grpc_slice own = grpc_empty_slice();
     if (b->own.len) {
         size_t olen;
-        void *od = ld_buf_steal(&g->spans.own, &olen);
+        void *od = ld_buf_steal(&b->own, &olen);
         own = grpc_slice_new(od, olen, free);
     }
     for (size_t i = 0; i < b->n; i++) {
         const ot_ipc_span *s = &b->spans[i];
         if (s->p) {
-            atomic_fetch_add_explicit(&g->hold->refs, 1, memory_order_relaxed);
-            sl[1 + i] =
-                    grpc_slice_new_with_user_data((void *)s->p, s->len, get_hold_unref, g->hold);
+            atomic_fetch_add_explicit(&hold->refs, 1, memory_order_relaxed);
+            sl[1 + i] = grpc_slice_new_with_user_data((void *)s->p, s->len, get_hold_unref, hold);
         } else {
             sl[1 + i] = grpc_slice_sub(own, s->off, s->off + s->len);
         }
@@ -372,81 +353,202 @@ static int send_batch_spans(ld_call *c, get_state *g, ld_status *st)
         grpc_slice_unref(sl[i]);
     grpc_slice_unref(own);
     free(sl);
-    if (ld_call_send_bb(c, bb, get_send_next) != 0)
-        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "send failed");
+    return bb;
+}
+
+/* The Schema message of chunk t, with the row count when known. */
+static grpc_byte_buffer *schema_bb(get_state *g, const ot_table *t)
+{
+    ld_buf_reset(&g->header);
+    if (ot_ipc_write_schema(t, &g->header) != 0)
+        return NULL;
+    Arrow__Flight__Protocol__FlightData fd = ARROW__FLIGHT__PROTOCOL__FLIGHT_DATA__INIT;
+    fd.data_header.data = (uint8_t *)g->header.data;
+    fd.data_header.len = g->header.len;
+    char meta[64];
+    int64_t total = of_result_total_rows(g->res);
+    if (total >= 0) {
+        int n = snprintf(meta, sizeof meta, "{\"total_records\":%lld}", (long long)total);
+        fd.app_metadata.data = (uint8_t *)meta;
+        fd.app_metadata.len = (size_t)n;
+    }
+    return ld_pb_pack_bb(&fd.base);
+}
+
+static void get_drop_chunk(get_state *g)
+{
+    if (g->hold)
+        get_hold_unref(g->hold);
+    g->hold = NULL;
+}
+
+/* Producer: the next message (*bb), or *eof. */
+static int get_produce_one(get_state *g, grpc_byte_buffer **bb, int *eof, ld_status *st)
+{
+    *bb = NULL;
+    *eof = 0;
+    while (!g->hold || g->cur_row >= g->hold->t->n_rows) {
+        get_drop_chunk(g);
+        ot_table *chunk = NULL;
+        if (of_result_next(g->res, g->f->batch_rows, &chunk, st) != 0)
+            return -1;
+        if (!chunk) {
+            *eof = 1;
+            return 0;
+        }
+        if (!(g->hold = malloc(sizeof *g->hold))) {
+            ot_table_free(chunk);
+            return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        }
+        atomic_init(&g->hold->refs, 1);
+        g->hold->t = chunk;
+        g->cur_row = 0;
+        if (!g->schema_done) {
+            g->schema_done = 1;
+            if (!(*bb = schema_bb(g, chunk)))
+                return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL,
+                                     "the result has a column of a type Arrow IPC cannot carry");
+            return 0;
+        }
+    }
+    const ot_table *t = g->hold->t;
+    int64_t n = t->n_rows - g->cur_row;
+    if (n > g->f->batch_rows)
+        n = g->f->batch_rows;
+    if (ot_ipc_write_batch_spans(t, g->cur_row, n, &g->header, &g->spans, st) != 0)
+        return -1;
+    if (!(*bb = batch_bb(&g->header, &g->spans, g->hold)))
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    g->cur_row += n;
     return 0;
 }
 
-static void get_send_next(ld_call *c, int ok)
+static void get_sent(ld_call *c, int ok);
+static void get_produce(ld_call *c);
+
+/* Under mu: send the oldest queued message. */
+static void get_send_locked(ld_call *c, get_state *g)
+{
+    grpc_byte_buffer *bb = g->queue[g->qhead];
+    g->qhead = (g->qhead + 1) % QUEUE_MAX;
+    g->qn--;
+    g->sending = 1;
+    if (ld_call_send_bb(c, bb, get_sent) != 0) { /* takes bb either way */
+        g->sending = 0;
+        g->abort = 1;
+        ld_status_set(&g->err, GRPC_STATUS_INTERNAL, NULL, "send failed");
+    }
+}
+
+/* Under mu: whether the call is over now (nothing in flight and aborted or
+ * everything sent); the caller then runs get_end after unlocking. */
+static int get_settle_locked(get_state *g)
+{
+    if (g->ended || g->sending || g->producing)
+        return 0;
+    if (!g->abort && !(g->eof && g->qn == 0))
+        return 0;
+    g->ended = 1;
+    return 1;
+}
+
+static void get_end(ld_call *c, get_state *g)
+{
+    while (g->qn) {
+        grpc_byte_buffer_destroy(g->queue[g->qhead]);
+        g->qhead = (g->qhead + 1) % QUEUE_MAX;
+        g->qn--;
+    }
+    get_drop_chunk(g);
+    of_result_free(g->res);
+    g->res = NULL;
+    of_upload_free(g->upload);
+    g->upload = NULL;
+    ld_buf_free(&g->header);
+    ot_ipc_body_free(&g->spans);
+    pthread_mutex_destroy(&g->mu);
+    malloc_trim(0); /* the sources and the join state are gone: give the memory back */
+    if (!g->abort)
+        ld_call_reply(c, NULL);
+    else if (g->err.code != GRPC_STATUS_OK)
+        ld_call_fail(c, &g->err);
+    else
+        ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "DoGet cancelled");
+}
+
+/* Completion-queue thread: a message went out (or the call is gone). */
+static void get_sent(ld_call *c, int ok)
 {
     get_state *g = ld_call_user(c);
-    ld_status st = LD_STATUS_INIT;
-    if (!ok) {
-        get_state_free(g);
-        ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "DoGet cancelled");
-        return;
+    pthread_mutex_lock(&g->mu);
+    g->sending = 0;
+    if (!ok)
+        g->abort = 1;
+    if (!g->abort && g->qn)
+        get_send_locked(c, g);
+    if (!g->abort && !g->producing && !g->eof && g->qn < QUEUE_MAX) {
+        g->producing = 1;
+        if (ld_call_offload(c, get_produce) != 0) {
+            g->producing = 0;
+            g->abort = 1;
+            ld_status_set(&g->err, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "offline server is busy");
+        }
     }
-    ld_buf_reset(&g->header);
-    ld_buf_reset(&g->body);
-    if (!g->schema_sent) {
-        g->schema_sent = 1;
-        ot_ipc_write_schema(g->result, &g->header);
-    } else if (g->next_row < g->result->n_rows) {
-        int64_t n = g->result->n_rows - g->next_row;
-        if (n > BATCH_ROWS)
-            n = BATCH_ROWS;
-        if (ot_ipc_write_batch_spans(g->result, g->next_row, n, &g->header, &g->spans, &st) != 0 ||
-            send_batch_spans(c, g, &st) != 0) {
-            get_state_free(g);
-            ld_call_fail(c, &st);
+    int end = get_settle_locked(g);
+    pthread_mutex_unlock(&g->mu);
+    if (end)
+        get_end(c, g);
+}
+
+/* Pool: produce messages until the queue is full, the result ends, or the
+ * call is cancelled. */
+static void get_produce(ld_call *c)
+{
+    get_state *g = ld_call_user(c);
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        if (ld_call_cancelled(c))
+            g->abort = 1;
+        if (g->abort || g->qn >= QUEUE_MAX) {
+            g->producing = 0;
+            int end = get_settle_locked(g);
+            pthread_mutex_unlock(&g->mu);
+            if (end)
+                get_end(c, g);
             return;
         }
-        g->next_row += n;
-        return;
-    } else if (g->stream) { /* the next chunk, read on the pool */
-        if (ld_call_offload(c, get_stream_fetch) != 0) {
-            get_state_free(g);
-            ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "offline server is busy");
+        pthread_mutex_unlock(&g->mu);
+
+        grpc_byte_buffer *bb = NULL;
+        int eof = 0;
+        ld_status st = LD_STATUS_INIT;
+        int rc = get_produce_one(g, &bb, &eof, &st);
+
+        pthread_mutex_lock(&g->mu);
+        if (rc != 0) {
+            g->abort = 1;
+            g->err = st;
+        } else if (eof) {
+            g->eof = 1;
+        } else {
+            g->queue[(g->qhead + g->qn) % QUEUE_MAX] = bb;
+            g->qn++;
         }
-        return;
-    } else {
-        get_state_free(g);
-        ld_call_reply(c, NULL);
-        return;
-    }
-    if (send_flight_data(c, g, &st) != 0) {
-        get_state_free(g);
-        ld_call_fail(c, &st);
+        if (!g->abort && !g->sending && g->qn)
+            get_send_locked(c, g);
+        if (g->abort || g->eof) {
+            g->producing = 0;
+            int end = get_settle_locked(g);
+            pthread_mutex_unlock(&g->mu);
+            if (end)
+                get_end(c, g);
+            return;
+        }
+        pthread_mutex_unlock(&g->mu);
     }
 }
 
-/* Pool: the stream's next chunk becomes the result being sent. */
-static void get_stream_fetch(ld_call *c)
-{
-    get_state *g = ld_call_user(c);
-    ld_status st = LD_STATUS_INIT;
-    ot_table *chunk = NULL;
-    if (ld_call_cancelled(c)) {
-        get_state_free(g);
-        ld_call_failf(c, GRPC_STATUS_CANCELLED, NULL, "DoGet cancelled");
-        return;
-    }
-    if (of_pg_stream_next(g->stream, &chunk, &st) != 0) {
-        get_state_free(g);
-        ld_call_fail(c, &st);
-        return;
-    }
-    get_release_result(g);
-    g->result = chunk;
-    g->next_row = 0;
-    if (!chunk) {
-        get_state_free(g);
-        ld_call_reply(c, NULL);
-        return;
-    }
-    get_send_next(c, 1);
-}
-
+/* Pool: run the command, then produce. */
 static void get_run(ld_call *c)
 {
     get_state *g = ld_call_user(c);
@@ -456,17 +558,15 @@ static void get_run(ld_call *c)
         ld_call_failf(c, GRPC_STATUS_NOT_FOUND, NULL, "unknown ticket: no upload is waiting");
         return;
     }
-    if (of_api_run_stream(g->f->api, e->cmd, e->cmd_len, e->table, &g->result, &g->stream, &st) !=
-        0) {
+    if (of_api_run_stream(g->f->api, e->cmd, e->cmd_len, e->table, &g->res, &st) != 0) {
         of_uploads_restore(g->f->uploads, e); /* the client may retry */
         ld_call_fail(c, &st);
         return;
     }
-    of_upload_free(e);
-    if (g->stream)
-        get_stream_fetch(c); /* the first chunk carries the schema */
-    else
-        get_send_next(c, 1);
+    g->upload = e;
+    pthread_mutex_init(&g->mu, NULL);
+    g->producing = 1;
+    get_produce(c);
 }
 
 static void h_do_get(ld_call *c, const ProtobufCMessage *msg)
@@ -744,6 +844,7 @@ of_flight *of_flight_new(of_api *api, int64_t upload_ttl_us, size_t max_upload_b
     }
     f->api = api;
     f->max_upload_bytes = (int64_t)max_upload_bytes;
+    f->batch_rows = BATCH_ROWS;
     return f;
 }
 

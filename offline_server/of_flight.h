@@ -2,7 +2,8 @@
  * remote-offline protocol: DoPut stores an uploaded table under its
  * descriptor (or runs a write-style command at once), GetFlightInfo answers
  * with a ticket for a stored upload, DoGet runs the command on the blocking
- * pool and streams the result as record batches. */
+ * pool and streams the result as record batches while the rest of it is
+ * still being produced (a few batches at a time in memory). */
 #pragma once
 
 #include <stddef.h>

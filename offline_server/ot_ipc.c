@@ -1435,17 +1435,25 @@ enum { FOOTER_SCHEMA = 1, FOOTER_DICTIONARIES = 2, FOOTER_RECORD_BATCHES = 3 };
 #define FILE_MAGIC     "ARROW1"
 #define FILE_BLOCK_LEN 24
 
-/* Feed the message a Block points at. */
-static int feed_block(ot_ipc_reader *r, const uint8_t *data, size_t len, const uint8_t *blk,
-                      ld_status *st)
+/* A Block's fields: offset, metadata length (prefix included), body length;
+ * checked against a file of len bytes. */
+static int block_of(const uint8_t *blk, size_t len, int64_t *off, int32_t *meta_len,
+                    int64_t *body_len, ld_status *st)
 {
-    int64_t off = ld_i64(blk), body_len = ld_i64(blk + 16);
-    int32_t meta_len = (int32_t)fb_ld_u32(blk + 8);
-    if (off < 8 || meta_len < 8 || body_len < 0 || (uint64_t)off > len ||
-        (uint64_t)meta_len > len - (uint64_t)off ||
-        (uint64_t)body_len > len - (uint64_t)off - (uint64_t)meta_len)
-        return bad(st, "file block at %lld overruns the file", (long long)off);
-    const uint8_t *p = data + off;
+    *off = ld_i64(blk);
+    *body_len = ld_i64(blk + 16);
+    *meta_len = (int32_t)fb_ld_u32(blk + 8);
+    if (*off < 8 || *meta_len < 8 || *body_len < 0 || (uint64_t)*off > len ||
+        (uint64_t)*meta_len > len - (uint64_t)*off ||
+        (uint64_t)*body_len > len - (uint64_t)*off - (uint64_t)*meta_len)
+        return bad(st, "file block at %lld overruns the file", (long long)*off);
+    return 0;
+}
+
+/* Feed the block's message at p (meta_len + body_len bytes). */
+static int feed_block_at(ot_ipc_reader *r, const uint8_t *p, int64_t off, int32_t meta_len,
+                         int64_t body_len, ld_status *st)
+{
     size_t prefix = 4;
     uint32_t w = fb_ld_u32(p);
     if (w == CONTINUATION) {
@@ -1455,6 +1463,17 @@ static int feed_block(ot_ipc_reader *r, const uint8_t *data, size_t len, const u
     if (w > (uint32_t)meta_len - prefix)
         return bad(st, "file block at %lld: message metadata overruns the block", (long long)off);
     return ot_ipc_reader_feed(r, p + prefix, w, p + meta_len, (size_t)body_len, st);
+}
+
+/* Feed the message a Block points at. */
+static int feed_block(ot_ipc_reader *r, const uint8_t *data, size_t len, const uint8_t *blk,
+                      ld_status *st)
+{
+    int64_t off, body_len;
+    int32_t meta_len;
+    if (block_of(blk, len, &off, &meta_len, &body_len, st) != 0)
+        return -1;
+    return feed_block_at(r, data + off, off, meta_len, body_len, st);
 }
 
 /* 1 and the footer table when data is a file with a well-formed footer. */
@@ -1502,11 +1521,100 @@ int ot_ipc_read_file(const uint8_t *data, size_t len, ot_table **out, ld_status 
     return ot_ipc_read_file_ex(data, len, OT_IPC_DEFAULT_MAX_BYTES, out, st);
 }
 
+/* n bytes at off, or fewer at the end of the file; -1 on an error. */
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(fd, (uint8_t *)buf + got, n - got, off + (off_t)got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
+/* Feed the message of a Block read from the file into *buf (grown). */
+static int feed_block_fd(ot_ipc_reader *r, int fd, size_t size, const uint8_t *blk, uint8_t **buf,
+                         size_t *cap, ld_status *st)
+{
+    int64_t off, body_len;
+    int32_t meta_len;
+    if (block_of(blk, size, &off, &meta_len, &body_len, st) != 0)
+        return -1;
+    size_t n = (size_t)meta_len + (size_t)body_len;
+    if (n > *cap) {
+        uint8_t *nb = realloc(*buf, n);
+        if (!nb)
+            return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        *buf = nb;
+        *cap = n;
+    }
+    ssize_t got = pread_full(fd, *buf, n, (off_t)off);
+    if (got < 0)
+        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "reading a file block: %s",
+                             strerror(errno));
+    if ((size_t)got != n) /* rewritten meanwhile */
+        return bad(st, "file block at %lld: the file ends early", (long long)off);
+    return feed_block_at(r, *buf, off, meta_len, body_len, st);
+}
+
+/* An Arrow IPC file decoded through its footer one block at a time, each
+ * read into one reused buffer: the memory is the decoded table plus the
+ * largest block, not the file twice. 1 (nothing done) when the file has no
+ * magic or no usable footer. */
+static int read_fd_blocks(int fd, size_t size, ot_table **out, ld_status *st)
+{
+    uint8_t head[8], tail[10];
+    if (size < 8 + 10 || pread_full(fd, head, 8, 0) != 8 || memcmp(head, FILE_MAGIC, 6) != 0 ||
+        pread_full(fd, tail, 10, (off_t)(size - 10)) != 10 || memcmp(tail + 4, FILE_MAGIC, 6) != 0)
+        return 1;
+    uint32_t flen = fb_ld_u32(tail);
+    if (flen == 0 || flen > size - 8 - 10)
+        return 1;
+    uint8_t *fbuf = malloc(flen);
+    fb_table footer, sch;
+    if (!fbuf)
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    if (pread_full(fd, fbuf, flen, (off_t)(size - 10 - flen)) != (ssize_t)flen ||
+        fb_root(fbuf, flen, &footer) != 0) {
+        free(fbuf);
+        return 1;
+    }
+    fb_vec dicts, batches;
+    int has_schema, has_dicts, has_batches;
+    if (fb_get_table(&footer, FOOTER_SCHEMA, &has_schema, &sch) < 0 || !has_schema ||
+        fb_get_vector(&footer, FOOTER_DICTIONARIES, FILE_BLOCK_LEN, &has_dicts, &dicts) < 0 ||
+        fb_get_vector(&footer, FOOTER_RECORD_BATCHES, FILE_BLOCK_LEN, &has_batches, &batches) < 0) {
+        free(fbuf);
+        return bad(st, "malformed file footer");
+    }
+    ot_ipc_reader *r = ot_ipc_reader_new();
+    ot_ipc_reader_set_max_bytes(r, OT_IPC_DEFAULT_MAX_BYTES);
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = parse_schema(r, &sch, st);
+    for (size_t i = 0; rc == 0 && has_dicts && i < dicts.n; i++)
+        rc = feed_block_fd(r, fd, size, fb_vec_at(&dicts, i), &buf, &cap, st);
+    for (size_t i = 0; rc == 0 && has_batches && i < batches.n; i++)
+        rc = feed_block_fd(r, fd, size, fb_vec_at(&batches, i), &buf, &cap, st);
+    free(buf);
+    if (rc == 0 && !(*out = ot_ipc_reader_finish(r, st)))
+        rc = -1;
+    ot_ipc_reader_free(r);
+    free(fbuf);
+    return rc;
+}
+
 int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st)
 {
-    /* read() into one buffer of the file's size, not mmap: a file rewritten
-     * in place while it is decoded (pandas' to_feather truncates first) must
-     * give a decoding error, not SIGBUS */
+    /* read(), not mmap: a file rewritten in place while it is decoded
+     * (pandas' to_feather truncates first) must give a decoding error, not
+     * SIGBUS */
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -1523,30 +1631,30 @@ int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st)
                              "%s is larger than %lld bytes", path,
                              (long long)OT_IPC_DEFAULT_MAX_BYTES);
     }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    /* the file format: block by block through the footer */
+    int rc = read_fd_blocks(fd, (size_t)sb.st_size, out, st);
+    if (rc != 1) {
+        close(fd);
+        return rc;
+    }
+    /* a stream, or a file without a usable footer: read whole */
     size_t cap = (size_t)sb.st_size, len = 0;
     uint8_t *buf = malloc(cap ? cap : 1);
     if (!buf) {
         close(fd);
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
     }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    while (len < cap) { /* a file that shrank meanwhile ends early */
-        ssize_t got = read(fd, buf + len, cap - len);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            int e = errno;
-            close(fd);
-            free(buf);
-            return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "reading %s: %s", path,
-                                 strerror(e));
-        }
-        if (got == 0)
-            break;
-        len += (size_t)got;
+    ssize_t got = pread_full(fd, buf, cap, 0); /* a file that shrank meanwhile ends early */
+    if (got < 0) {
+        int e = errno;
+        close(fd);
+        free(buf);
+        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "reading %s: %s", path, strerror(e));
     }
+    len = (size_t)got;
     close(fd);
-    int rc = ot_ipc_read_file(len ? buf : (const uint8_t *)"", len, out, st);
+    rc = ot_ipc_read_file(len ? buf : (const uint8_t *)"", len, out, st);
     free(buf);
     return rc;
 }

@@ -1,8 +1,8 @@
 /* ot_pit: point-in-time join, sort-merge as-of per hash partition.
  *
  * The join runs in stages, each a parallel-for over small tasks of every view
- * at once (so a single big view and many small ones both keep the threads
- * busy):
+ * of a wave at once (so a single big view and many small ones both keep the
+ * threads busy):
  *   1. count: per chunk of rows, hash each usable row's composite join key
  *      and count rows per partition (top bits of the hash);
  *   2. (serial) prefix sums turn the counts into write positions;
@@ -17,12 +17,16 @@
  *      (event_ts, created_ts, row) and the entity rows by entity_ts, and one
  *      linear merge picks each entity row's match (a group with only a few
  *      entity rows is scanned instead of sorted);
- *   5. gather: every output column on its own task.
+ *   5. gather: every output column on its own task (ot_gather_rows, for the
+ *      whole output or, streaming, for one piece at a time).
  * Partitions are disjoint in keys, so stage 4 tasks write disjoint entries
  * of the match arrays and need no locks.
  *
+ * Stages 1-4 run per wave of views whose copies fit OT_PIT_WAVE_BYTES (a bigger
+ * view alone), and a wave's copies are freed before the next one starts.
  * Memory beyond the output: 20 bytes per usable row on each side (28 with a
- * created column) for the partitioned copies, 8 per entity row and view for
+ * created column) of one wave for the partitioned copies, 8 per entity row
+ * and view for
  * the match indexes, and per partition in flight a hash table and sort
  * scratch. One integer join key hashes through a bijection, so equal hashes
  * need no key comparison; other keys are compared on every hash hit.
@@ -53,6 +57,11 @@
 #define PIT_MAX_PARTS 4096        /* a power of two */
 #define PIT_NONE      UINT32_MAX  /* empty slot / no group */
 #define PIT_MAX_ROWS  0xfffffffeu /* row indexes are uint32 */
+/* partitioned copies of the views joined at the same time (tests: 1, every
+ * view alone) */
+#ifndef OT_PIT_WAVE_BYTES
+#define OT_PIT_WAVE_BYTES ((size_t)64 << 20)
+#endif
 
 /* ---- column access ---------------------------------------------------- */
 
@@ -442,6 +451,10 @@ static void side_free(pit_side *sd)
     free(sd->hash);
     free(sd->ts);
     free(sd->cr);
+    sd->hist = sd->part = NULL;
+    sd->row = NULL;
+    sd->hash = NULL;
+    sd->ts = sd->cr = NULL;
 }
 
 /* ---- stage 4: one partition ------------------------------------------- */
@@ -920,9 +933,18 @@ static int job_init(pit_job *j, const ot_table *ent, const ot_column *ets, const
     return 0;
 }
 
+/* Bytes of a view's partitioned copies (upper bound: every row usable). */
+static size_t job_bytes(const pit_job *j)
+{
+    size_t f = sizeof(uint32_t) + sizeof(uint64_t) + sizeof(int64_t) + (j->cts ? 8 : 0);
+    size_t e = sizeof(uint32_t) + sizeof(uint64_t) + sizeof(int64_t);
+    return (size_t)j->f.n * f + (size_t)j->e.n * e;
+}
+
 static void job_free(pit_job *j)
 {
     free(j->keys);
+    j->keys = NULL;
     side_free(&j->f);
     side_free(&j->e);
 }
@@ -953,7 +975,6 @@ int ot_pit_match(const ot_table *entities, const char *entity_ts_col, const ot_p
     ctx.jobs = calloc(n_views ? n_views : 1, sizeof *ctx.jobs);
     if (!ctx.jobs)
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-    size_t n_chunks = 0, n_parts = 0;
     for (size_t v = 0; v < n_views; v++) {
         pit_job *j = &ctx.jobs[v];
         if (job_init(j, entities, ets, &views[v], v, threads, st) < 0)
@@ -961,25 +982,44 @@ int ot_pit_match(const ot_table *entities, const char *entity_ts_col, const ot_p
         j->match = match[v];
         for (int64_t i = 0; i < j->e.n; i++)
             j->match[i] = -1;
-        n_chunks += j->f.nchunks + j->e.nchunks;
-        n_parts += j->np;
     }
 
-    pit_run(&ctx, task_hash, n_chunks, threads);
-    for (size_t v = 0; v < n_views; v++) {
-        pit_job *j = &ctx.jobs[v];
-        plan_positions(&j->f, j->np);
-        plan_positions(&j->e, j->np);
-        if (side_alloc(&j->f, j->np, j->cts != NULL) < 0 || side_alloc(&j->e, j->np, false) < 0) {
+    /* Views run in waves whose partitioned copies fit OT_PIT_WAVE_BYTES (a
+     * bigger view runs alone): every stage is parallel across the wave's
+     * views and their chunks or partitions, and the copies of one wave are
+     * freed before the next, so the join's memory is bounded by the biggest
+     * view, not the sum of all. */
+    for (size_t w0 = 0, w1; w0 < n_views; w0 = w1) {
+        size_t bytes = job_bytes(&ctx.jobs[w0]);
+        for (w1 = w0 + 1; w1 < n_views && bytes + job_bytes(&ctx.jobs[w1]) <= OT_PIT_WAVE_BYTES;
+             w1++)
+            bytes += job_bytes(&ctx.jobs[w1]);
+        pit_ctx wave = {.jobs = &ctx.jobs[w0], .n_jobs = w1 - w0};
+        atomic_init(&wave.oom, 0);
+        size_t n_chunks = 0, n_parts = 0;
+        for (size_t v = w0; v < w1; v++) {
+            n_chunks += ctx.jobs[v].f.nchunks + ctx.jobs[v].e.nchunks;
+            n_parts += ctx.jobs[v].np;
+        }
+        pit_run(&wave, task_hash, n_chunks, threads);
+        for (size_t v = w0; v < w1; v++) {
+            pit_job *j = &ctx.jobs[v];
+            plan_positions(&j->f, j->np);
+            plan_positions(&j->e, j->np);
+            if (side_alloc(&j->f, j->np, j->cts != NULL) < 0 ||
+                side_alloc(&j->e, j->np, false) < 0) {
+                ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+                goto out;
+            }
+        }
+        pit_run(&wave, task_scatter, n_chunks, threads);
+        pit_run(&wave, task_join, n_parts, threads);
+        for (size_t v = w0; v < w1; v++)
+            job_free(&ctx.jobs[v]);
+        if (atomic_load(&wave.oom)) {
             ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
             goto out;
         }
-    }
-    pit_run(&ctx, task_scatter, n_chunks, threads);
-    pit_run(&ctx, task_join, n_parts, threads);
-    if (atomic_load(&ctx.oom)) {
-        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-        goto out;
     }
     rc = 0;
 out:
@@ -1007,9 +1047,9 @@ static size_t fixed_width(ot_type_id id)
     }
 }
 
-static inline int64_t src_row(const int64_t *idx, int64_t i)
+static inline int64_t src_row(const int64_t *idx, int64_t off, int64_t i)
 {
-    return idx ? idx[i] : i;
+    return idx ? idx[i] : off + i;
 }
 
 static inline void span_of(const ot_column *c, int64_t r, int64_t *a, int64_t *b)
@@ -1034,16 +1074,16 @@ static bool idx_run(const int64_t *idx, int64_t n)
     return true;
 }
 
-/* Gather rows idx[0..n) (NULL: rows 0..n) of src into dst; nulls where the
- * index is negative or the source row is null. */
-static int col_take(const ot_column *src, const int64_t *idx, int64_t n, const char *name,
-                    ot_column *dst)
+/* Gather rows idx[0..n) (NULL: rows off..off+n) of src into dst; nulls
+ * where the index is negative or the source row is null. */
+static int col_take(const ot_column *src, const int64_t *idx, int64_t off, int64_t n,
+                    const char *name, ot_column *dst)
 {
     size_t nb = (size_t)(n + 7) / 8, w = fixed_width(src->type.id);
     int64_t nulls = 0;
     /* consecutive rows from `first`: fixed-width values are one copy */
     bool run = idx_run(idx, n);
-    int64_t first = run ? idx[0] : 0;
+    int64_t first = run ? idx[0] : off;
 
     memset(dst, 0, sizeof *dst);
     dst->length = n;
@@ -1060,7 +1100,7 @@ static int col_take(const ot_column *src, const int64_t *idx, int64_t n, const c
     if (!(dst->validity = calloc(nb ? nb : 1, 1)))
         goto oom;
     for (int64_t i = 0; i < n; i++) {
-        int64_t r = src_row(idx, i);
+        int64_t r = src_row(idx, off, i);
         if (r >= 0 && col_valid(src, r))
             bit_set(dst->validity, i);
         else
@@ -1100,7 +1140,7 @@ no_nulls:
         if (!(dst->values = calloc(nb ? nb : 1, 1)))
             goto oom;
         for (int64_t i = 0; i < n; i++) {
-            int64_t r = src_row(idx, i);
+            int64_t r = src_row(idx, off, i);
             if (r >= 0 && bit_get(src->values, r))
                 bit_set(dst->values, i);
         }
@@ -1112,7 +1152,7 @@ no_nulls:
         int64_t total = 0, a, b, at = 0;
         for (int64_t i = 0; i < n; i++)
             if (TAKE_VALID(i)) {
-                span_of(src, src_row(idx, i), &a, &b);
+                span_of(src, src_row(idx, off, i), &a, &b);
                 total += b - a;
             }
         if (!large && total > INT32_MAX)
@@ -1126,7 +1166,7 @@ no_nulls:
             goto oom;
         for (int64_t i = 0; i <= n; i++) {
             if (i > 0 && TAKE_VALID(i - 1)) {
-                span_of(src, src_row(idx, i - 1), &a, &b);
+                span_of(src, src_row(idx, off, i - 1), &a, &b);
                 if (b > a)
                     memcpy(dst->data + at, src->data + a, (size_t)(b - a));
                 at += b - a;
@@ -1143,7 +1183,7 @@ no_nulls:
         int64_t total = 0, at = 0;
         for (int64_t i = 0; i < n; i++)
             if (TAKE_VALID(i)) {
-                int64_t r = src_row(idx, i);
+                int64_t r = src_row(idx, off, i);
                 total += src->offsets[r + 1] - src->offsets[r];
             }
         if (total > INT32_MAX || !src->child)
@@ -1158,13 +1198,13 @@ no_nulls:
         dst->offsets[0] = 0;
         for (int64_t i = 0; i < n; i++) {
             if (TAKE_VALID(i)) {
-                int64_t r = src_row(idx, i);
+                int64_t r = src_row(idx, off, i);
                 for (int64_t e = src->offsets[r]; e < src->offsets[r + 1]; e++)
                     cidx[at++] = e;
             }
             dst->offsets[i + 1] = (int32_t)at;
         }
-        int rc = col_take(src->child, cidx, total, src->child->name, dst->child);
+        int rc = col_take(src->child, cidx, 0, total, src->child->name, dst->child);
         free(cidx);
         if (rc < 0)
             goto oom;
@@ -1182,52 +1222,81 @@ oom:
 int ot_column_take(const ot_column *src, const int64_t *idx, int64_t n, const char *name,
                    ot_column *dst, ld_status *st)
 {
-    if (col_take(src, idx, n, name, dst) < 0)
+    if (col_take(src, idx, 0, n, name, dst) < 0)
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
                              "column \"%s\": out of memory or too large", name ? name : "");
     return 0;
 }
 
-/* ---- ot_pit_join ------------------------------------------------------ */
+/* ---- gathering a result in pieces ------------------------------------ */
 
-typedef struct out_ctx {
+typedef struct gather_ctx {
     pit_ctx base; /* first: tasks get a pit_ctx pointer */
-    const ot_table *ent;
-    const ot_pit_view *views;
-    size_t n_views;
-    int64_t *const *match;
+    const ot_gather *g;
+    int64_t off, n;
     ot_table *out;
-} out_ctx;
+} gather_ctx;
 
-static void task_gather(pit_ctx *base, size_t task)
+static void task_gather(pit_ctx *base, size_t k)
 {
-    out_ctx *o = (out_ctx *)base;
-    ot_column *dst = &o->out->cols[task];
-    int rc;
-
-    if (task < o->ent->n_cols) {
-        const ot_column *c = &o->ent->cols[task];
-        rc = col_take(c, NULL, o->ent->n_rows, c->name, dst);
-    } else {
-        size_t k = task - o->ent->n_cols, v = 0;
-        while (k >= o->views[v].n_features)
-            k -= o->views[v++].n_features;
-        const ot_pit_view *pv = &o->views[v];
-        rc = col_take(ot_table_column(pv->source, pv->features[k]), o->match[v], o->ent->n_rows,
-                      pv->out_names[k], dst);
-    }
-    if (rc < 0)
+    gather_ctx *o = (gather_ctx *)base;
+    const ot_gather *g = o->g;
+    const int64_t *idx = g->idx[k] ? g->idx[k] + o->off : NULL;
+    if (col_take(g->src[k], idx, o->off, o->n, g->names[k], &o->out->cols[k]) < 0)
         atomic_store(&base->oom, 1);
 }
 
-int ot_pit_join(const ot_table *entities, const char *entity_ts_col, const ot_pit_view *views,
-                size_t n_views, int threads, ot_table **out, ld_status *st)
+int ot_gather_rows(const ot_gather *g, int64_t off, int64_t n, int threads, ot_table **out,
+                   ld_status *st)
 {
-    int64_t **match = NULL;
-    out_ctx o = {0};
-    size_t n_out;
-    int rc = -1;
+    *out = NULL;
+    if (off < 0 || n < 0 || off > g->n_rows || n > g->n_rows - off)
+        return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                             "rows %lld..%lld are outside the result's %lld", (long long)off,
+                             (long long)(off + n), (long long)g->n_rows);
+    gather_ctx o = {0};
+    atomic_init(&o.base.oom, 0);
+    o.g = g;
+    o.off = off;
+    o.n = n;
+    if (!(o.out = ot_table_new(g->n_cols, n)))
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    pit_run(&o.base, task_gather, g->n_cols, threads);
+    if (atomic_load(&o.base.oom)) {
+        ot_table_free(o.out);
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
+                             "out of memory gathering the result");
+    }
+    *out = o.out;
+    return 0;
+}
 
+/* ---- ot_pit_plan / ot_pit_join ----------------------------------------- */
+
+typedef struct pit_plan {
+    ot_gather g; /* first: the caller holds a pointer to it */
+    size_t n_views;
+    int64_t **match;
+} pit_plan;
+
+void ot_pit_plan_free(ot_gather *g)
+{
+    pit_plan *p = (pit_plan *)g;
+    if (!p)
+        return;
+    if (p->match)
+        for (size_t v = 0; v < p->n_views; v++)
+            free(p->match[v]);
+    free(p->match);
+    free(p->g.src);
+    free(p->g.idx);
+    free(p->g.names);
+    free(p);
+}
+
+int ot_pit_plan(const ot_table *entities, const char *entity_ts_col, const ot_pit_view *views,
+                size_t n_views, int threads, ot_gather **out, ld_status *st)
+{
     *out = NULL;
     if (!entities || (n_views && !views))
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "no entity table or views");
@@ -1238,40 +1307,55 @@ int ot_pit_join(const ot_table *entities, const char *entity_ts_col, const ot_pi
     if (check_names(entities, views, n_views, st) < 0)
         return -1;
 
-    match = calloc(n_views ? n_views : 1, sizeof *match);
-    if (!match)
-        goto oom;
-    for (size_t v = 0; v < n_views; v++)
-        if (!(match[v] =
-                      malloc((entities->n_rows ? (size_t)entities->n_rows : 1) * sizeof **match)))
-            goto oom;
-    if (ot_pit_match(entities, entity_ts_col, views, n_views, threads, match, st) < 0)
-        goto done;
-
-    n_out = entities->n_cols;
+    pit_plan *p = calloc(1, sizeof *p);
+    size_t n_out = entities->n_cols;
     for (size_t v = 0; v < n_views; v++)
         n_out += views[v].n_features;
-    atomic_init(&o.base.oom, 0);
-    o.ent = entities;
-    o.views = views;
-    o.n_views = n_views;
-    o.match = match;
-    if (!(o.out = ot_table_new(n_out, entities->n_rows)))
+    if (!p)
         goto oom;
-    pit_run(&o.base, task_gather, n_out, threads);
-    if (atomic_load(&o.base.oom)) {
-        ot_table_free(o.out);
+    p->n_views = n_views;
+    p->match = calloc(n_views ? n_views : 1, sizeof *p->match);
+    p->g.src = calloc(n_out ? n_out : 1, sizeof *p->g.src);
+    p->g.idx = calloc(n_out ? n_out : 1, sizeof *p->g.idx);
+    p->g.names = calloc(n_out ? n_out : 1, sizeof *p->g.names);
+    if (!p->match || !p->g.src || !p->g.idx || !p->g.names)
         goto oom;
+    for (size_t v = 0; v < n_views; v++)
+        if (!(p->match[v] = malloc((entities->n_rows ? (size_t)entities->n_rows : 1) *
+                                   sizeof **p->match)))
+            goto oom;
+    if (ot_pit_match(entities, entity_ts_col, views, n_views, threads, p->match, st) < 0) {
+        ot_pit_plan_free(&p->g);
+        return -1;
     }
-    *out = o.out;
-    rc = 0;
-    goto done;
+    size_t k = 0;
+    for (size_t c = 0; c < entities->n_cols; c++, k++) {
+        p->g.src[k] = &entities->cols[c];
+        p->g.names[k] = entities->cols[c].name;
+    }
+    for (size_t v = 0; v < n_views; v++)
+        for (size_t f = 0; f < views[v].n_features; f++, k++) {
+            p->g.src[k] = ot_table_column(views[v].source, views[v].features[f]);
+            p->g.idx[k] = p->match[v];
+            p->g.names[k] = views[v].out_names[f];
+        }
+    p->g.n_cols = n_out;
+    p->g.n_rows = entities->n_rows;
+    *out = &p->g;
+    return 0;
 oom:
-    ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-done:
-    if (match)
-        for (size_t v = 0; v < n_views; v++)
-            free(match[v]);
-    free(match);
+    ot_pit_plan_free(p ? &p->g : NULL);
+    return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+}
+
+int ot_pit_join(const ot_table *entities, const char *entity_ts_col, const ot_pit_view *views,
+                size_t n_views, int threads, ot_table **out, ld_status *st)
+{
+    ot_gather *g;
+    *out = NULL;
+    if (ot_pit_plan(entities, entity_ts_col, views, n_views, threads, &g, st) < 0)
+        return -1;
+    int rc = ot_gather_rows(g, 0, g->n_rows, threads, out, st);
+    ot_pit_plan_free(g);
     return rc;
 }

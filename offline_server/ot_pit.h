@@ -35,11 +35,13 @@
  * a hash table with exact key comparison assigns a group id per distinct key,
  * rows are counting-sorted by group and each group by (event_ts, created_ts,
  * row) — entity rows by entity_ts — and one linear merge per group picks each
- * entity row's match. (view, partition) pairs run on `threads` threads.
- * Memory: about 20-28 bytes per row for the partitioned copies, 8 bytes per
- * entity row and view for the match, scratch for the partitions in flight,
- * and the output; the source tables are not copied (only the gathered
- * output values are). */
+ * entity row's match. (view, partition) pairs run on `threads` threads, the
+ * views in waves whose partitioned copies fit 64 MiB (a bigger view runs
+ * alone). Memory: about 20-28 bytes per row of the views of one wave for the
+ * partitioned copies, 8 bytes per entity row and view for the match, scratch
+ * for the partitions in flight, and the output — or, with ot_pit_plan, only
+ * the pieces of it the caller gathers at a time; the source tables are not
+ * copied (only the gathered output values are). */
 #pragma once
 
 #include <stddef.h>
@@ -83,6 +85,41 @@ typedef struct ot_pit_view {
  */
 int ot_pit_join(const ot_table *entities, const char *entity_ts_col, const ot_pit_view *views,
                 size_t n_views, int threads, ot_table **out, ld_status *st);
+
+/* A result described rather than built, to be gathered in pieces (DoGet
+ * streams it batch by batch): output column k is named names[k] and holds,
+ * for output row i, row idx[k][i] of src[k] (-1: null), or row i of src[k]
+ * when idx[k] is NULL. The columns it points to must outlive it. */
+typedef struct ot_gather {
+    int64_t n_rows;
+    size_t n_cols;
+    const ot_column **src;
+    const int64_t **idx;
+    const char **names;
+} ot_gather;
+
+/**
+ * ot_gather_rows() - rows [@off, @off + @n) of @g as a new table (free with
+ * ot_table_free), its columns gathered on up to @threads threads.
+ *
+ * Return: 0, or -1 with @st set (INVALID_ARGUMENT for rows outside the
+ * result, RESOURCE_EXHAUSTED).
+ */
+int ot_gather_rows(const ot_gather *g, int64_t off, int64_t n, int threads, ot_table **out,
+                   ld_status *st);
+
+/**
+ * ot_pit_plan() - ot_pit_join without building the output: the match phase,
+ * and in *@out the output ot_pit_join would build (same columns, names and
+ * rows), to gather with ot_gather_rows. The plan owns the matches (8 bytes
+ * per entity row and view) and points into @entities and the views' sources,
+ * which must outlive it. Free with ot_pit_plan_free.
+ *
+ * Return: 0, or -1 with @st set (as ot_pit_join).
+ */
+int ot_pit_plan(const ot_table *entities, const char *entity_ts_col, const ot_pit_view *views,
+                size_t n_views, int threads, ot_gather **out, ld_status *st);
+void ot_pit_plan_free(ot_gather *g);
 
 /**
  * ot_pit_match() - the join without building the output: for each view v
