@@ -25,6 +25,7 @@
 typedef struct progress_state {
     int tty;
     int quiet;
+    int64_t every_us; /* between two updates */
     int64_t last_us;
     int drawn; /* a bar is on the terminal line */
 } progress_state;
@@ -44,26 +45,47 @@ static void fmt_count(int64_t n, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* "ETA 42 s", "ETA 3:05", "ETA 1:02:03"; "ETA --" while unknown. */
+static void fmt_eta(const ol_mat_progress *p, double rate, char *out, size_t cap)
+{
+    if (p->view_total < 0 || rate <= 0 || p->view_done) {
+        snprintf(out, cap, "%s", p->view_done ? "done" : "ETA --");
+        return;
+    }
+    double left = (double)(p->view_total - p->view_rows) / rate;
+    long long s = left < 0 ? 0 : (long long)(left + 0.5);
+    if (s < 60)
+        snprintf(out, cap, "ETA %lld s", s);
+    else if (s < 3600)
+        snprintf(out, cap, "ETA %lld:%02lld", s / 60, s % 60);
+    else
+        snprintf(out, cap, "ETA %lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+}
+
 static void on_progress(void *arg, const ol_mat_progress *p)
 {
     progress_state *ps = arg;
     if (ps->quiet)
         return;
     int64_t now = ld_mono_us();
-    int64_t every = ps->tty ? 100000 : 5000000;
-    if (!p->view_done && now - ps->last_us < every)
+    if (!p->view_done && now - ps->last_us < ps->every_us)
         return;
     ps->last_us = now;
     double secs = (double)p->elapsed_us / 1e6;
     double rate = secs > 0 ? (double)p->rows / secs : 0;
-    char rows[32], vrows[32], rs[32];
+    /* the ETA uses this view's pace since its first rows arrived (the wait
+     * for the offline server's query is behind it) */
+    double vsecs = (double)p->view_elapsed_us / 1e6;
+    double vrate = vsecs > 0.2 ? (double)p->view_rows / vsecs : rate;
+    char rows[32], vrows[32], rs[32], of[48] = "", eta[48];
     fmt_count(p->rows, rows, sizeof rows);
     fmt_count(p->view_rows, vrows, sizeof vrows);
     fmt_count((int64_t)rate, rs, sizeof rs);
-    char eta[48] = "ETA --";
-    if (p->view_total > 0 && rate > 0) {
-        double left = (double)(p->view_total - p->view_rows) / rate;
-        snprintf(eta, sizeof eta, "ETA %.0f s", left < 0 ? 0 : left);
+    fmt_eta(p, vrate, eta, sizeof eta);
+    if (p->view_total >= 0) {
+        char t[32];
+        fmt_count(p->view_total, t, sizeof t);
+        snprintf(of, sizeof of, "/%s", t);
     }
     if (ps->tty) {
         /* a bar over the views, filled within a view when its total is known */
@@ -72,22 +94,27 @@ static void on_progress(void *arg, const ol_mat_progress *p)
             frac = (double)(p->view_index + 1) / (double)p->n_views;
         else if (p->view_total > 0)
             frac += (double)p->view_rows / (double)p->view_total / (double)p->n_views;
+        if (frac > 1)
+            frac = 1;
         char bar[25];
         int fill = (int)(frac * 24);
         for (int i = 0; i < 24; i++)
             bar[i] = i < fill ? '#' : '-';
         bar[24] = '\0';
-        fprintf(stderr, "\r\033[K[%s] view %zu/%zu %s: %s rows | total %s rows, %s rows/s, %s", bar,
-                p->view_index + 1, p->n_views, p->view, vrows, rows, rs, eta);
+        fprintf(stderr, "\r\033[K[%s] view %zu/%zu %s: %s%s rows | total %s rows, %s rows/s, %s",
+                bar, p->view_index + 1, p->n_views, p->view, vrows, of, rows, rs, eta);
         ps->drawn = 1;
         if (p->view_done) {
             fputc('\n', stderr);
             ps->drawn = 0;
         }
     } else {
-        fprintf(stderr, "materialize: view %zu/%zu %s: %s rows%s; total %s rows, %s rows/s\n",
-                p->view_index + 1, p->n_views, p->view, vrows, p->view_done ? " (done)" : "", rows,
-                rs);
+        char pct[16] = "";
+        if (p->view_total > 0)
+            snprintf(pct, sizeof pct, " (%d%%)",
+                     (int)(100.0 * (double)p->view_rows / (double)p->view_total));
+        fprintf(stderr, "materialize: view %zu/%zu %s: %s%s rows%s; total %s rows, %s rows/s, %s\n",
+                p->view_index + 1, p->n_views, p->view, vrows, of, pct, rows, rs, eta);
     }
     fflush(stderr);
 }
@@ -127,6 +154,8 @@ static void print_usage(FILE *f, int incremental)
                "      --inflight N             online-store writes in flight (default 4)\n"
                "      --json                   print the result as JSON\n"
                "  -q, --quiet                  no progress on stderr\n"
+               "      --progress-interval S    seconds between progress updates (default 0.1\n"
+               "                               on a terminal, else 5: one log line each)\n"
                "  -h, --help                   this text\n\n"
                "exit codes: 0 ok, 1 failed, 2 bad usage, 3 invalid config, 4 a server could not\n"
                "be reached. Rerunning an interrupted run is safe: writes are idempotent.\n");
@@ -199,6 +228,7 @@ static int run(int argc, char **argv, int incremental)
             {"inflight", required_argument, NULL, 'I'},
             {"json", no_argument, NULL, 'J'},
             {"quiet", no_argument, NULL, 'q'},
+            {"progress-interval", required_argument, NULL, 'P'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
     };
@@ -208,6 +238,7 @@ static int run(int argc, char **argv, int incremental)
     int disable_ts = 0, json = 0, quiet = 0;
     long long batch_rows = 0;
     long inflight = 0;
+    double interval = -1;
     int c;
     optind = 1;
     opterr = 0;
@@ -252,6 +283,16 @@ static int run(int argc, char **argv, int incremental)
         case 'J':
             json = 1;
             break;
+        case 'P': {
+            char *end;
+            interval = strtod(optarg, &end);
+            if (*end || end == optarg || !(interval >= 0.01 && interval <= 3600)) {
+                fprintf(stderr, "larder %s: --progress-interval must be 0.01..3600 seconds\n",
+                        argv[0]);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        }
         case 'q':
             quiet = 1;
             break;
@@ -311,6 +352,7 @@ static int run(int argc, char **argv, int incremental)
         rc = st.code == GRPC_STATUS_INVALID_ARGUMENT ? CLI_EXIT_INVALID : CLI_EXIT_UNAVAILABLE;
     } else {
         progress_state ps = {.tty = isatty(STDERR_FILENO), .quiet = quiet};
+        ps.every_us = interval > 0 ? (int64_t)(interval * 1e6) : ps.tty ? 100000 : 5000000;
         ol_mat_request req = {.incremental = incremental,
                               .start_us = start,
                               .end_us = end,

@@ -6,6 +6,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <jansson.h>
 
 #include "arrow/flight/protocol/Flight.pb-c.h"
 #include "ld_arena.h"
@@ -420,8 +421,33 @@ static int is_batch_message(const uint8_t *p, size_t n)
     return message_type(p, n) == 3;
 }
 
+#define MAX_META_JSON 4096
+
+int ol_flight_parse_total_records(const uint8_t *meta, size_t len, int64_t *n)
+{
+    if (!meta || !len || len > MAX_META_JSON)
+        return -1;
+    json_error_t err;
+    json_t *doc = json_loadb((const char *)meta, len, JSON_REJECT_DUPLICATES, &err);
+    json_t *v = json_is_object(doc) ? json_object_get(doc, "total_records") : NULL;
+    int rc = -1;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *n = (int64_t)json_integer_value(v);
+        rc = 0;
+    }
+    json_decref(doc);
+    return rc;
+}
+
 int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
                   ol_flight_batch_fn fn, void *arg, int64_t *rows, ld_status *st)
+{
+    ol_flight_sink sink = {.batch = fn, .arg = arg};
+    return ol_flight_get_sink(c, ticket, ticket_len, &sink, rows, st);
+}
+
+int ol_flight_get_sink(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
+                       const ol_flight_sink *sink, int64_t *rows, ld_status *st)
 {
     if (rows)
         *rows = 0;
@@ -441,6 +467,7 @@ int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
         ok = 0;
     ld_arena a;
     ld_arena_init(&a, NULL, 0, 0);
+    int first = 1;
     while (ok && ld_status_ok(st)) {
         grpc_byte_buffer *bb = finish_recv(&f);
         if (!bb)
@@ -453,6 +480,13 @@ int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
         grpc_byte_buffer_destroy(bb);
         if (!fd)
             break;
+        if (first) {
+            int64_t total;
+            first = 0;
+            if (sink->total && ol_flight_parse_total_records(fd->app_metadata.data,
+                                                             fd->app_metadata.len, &total) == 0)
+                sink->total(sink->arg, total);
+        }
         if (!fd->data_header.len)
             continue;
         const uint8_t *hp = fd->data_header.data;
@@ -491,7 +525,7 @@ int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
             break;
         if (rows)
             *rows += tb->n_rows;
-        rc = fn ? fn(arg, tb, st) : 0;
+        rc = sink->batch ? sink->batch(sink->arg, tb, st) : 0;
         ot_table_free(tb);
         if (rc != 0)
             break;
@@ -510,12 +544,24 @@ int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
 int ol_flight_command(ol_flight_client *c, const char *cmd, const ot_table *upload,
                       ol_flight_batch_fn fn, void *arg, int64_t *rows, ld_status *st)
 {
+    ol_flight_sink sink = {.batch = fn, .arg = arg};
+    return ol_flight_command_sink(c, cmd, upload, &sink, rows, st);
+}
+
+int ol_flight_command_sink(ol_flight_client *c, const char *cmd, const ot_table *upload,
+                           const ol_flight_sink *sink, int64_t *rows, ld_status *st)
+{
     uint8_t *ticket = NULL;
     size_t tlen = 0;
+    int64_t total = -1;
+    if (rows)
+        *rows = 0;
     if (ol_flight_put(c, cmd, upload, st) != 0 ||
-        ol_flight_info(c, cmd, &ticket, &tlen, NULL, st) != 0)
+        ol_flight_info(c, cmd, &ticket, &tlen, &total, st) != 0)
         return -1;
-    int rc = ol_flight_get(c, ticket, tlen, fn, arg, rows, st);
+    if (total > 0 && sink->total) /* 0 is also what a server that leaves it unset sends */
+        sink->total(sink->arg, total);
+    int rc = ol_flight_get_sink(c, ticket, tlen, sink, rows, st);
     free(ticket);
     return rc;
 }

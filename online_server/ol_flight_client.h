@@ -38,6 +38,26 @@ const char *ol_flight_client_target(const ol_flight_client *c);
  * the call is cancelled and ol_flight_* returns -1 with that status. */
 typedef int (*ol_flight_batch_fn)(void *arg, const ot_table *batch, ld_status *st);
 
+/* Called with the number of rows the stream will carry when the server says
+ * so: FlightInfo.total_records when it is positive, and the UTF-8 JSON object
+ * {"total_records":N} in the app_metadata of the DoGet stream's first
+ * FlightData (larder-offline puts it on the Schema message). Called before
+ * the first batch; possibly twice (the later figure wins). Absent or
+ * unreadable metadata is ignored. */
+typedef void (*ol_flight_total_fn)(void *arg, int64_t total_records);
+
+typedef struct ol_flight_sink {
+    ol_flight_batch_fn batch; /* may be NULL */
+    ol_flight_total_fn total; /* may be NULL */
+    void *arg;
+} ol_flight_sink;
+
+/* The row count in a DoGet stream's app_metadata: 0 and *n for a JSON
+ * object with a non-negative integer "total_records" (other members are
+ * ignored); -1 for anything else (empty, not JSON, no such member, a
+ * negative or non-integer value, more than 4 KiB). */
+int ol_flight_parse_total_records(const uint8_t *meta, size_t len, int64_t *n);
+
 /* DoPut t (NULL: Feast's mock table, one string column "key" with one row
  * "mock_key") under the command descriptor cmd. */
 int ol_flight_put(ol_flight_client *c, const char *cmd, const ot_table *t, ld_status *st);
@@ -51,3 +71,9 @@ int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
 /* The three in a row, as Feast's client does for a read API. */
 int ol_flight_command(ol_flight_client *c, const char *cmd, const ot_table *upload,
                       ol_flight_batch_fn fn, void *arg, int64_t *rows, ld_status *st);
+/* The same with the row count reported to sink->total when the server gives
+ * one (FlightInfo, then the stream's first app_metadata). */
+int ol_flight_get_sink(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
+                       const ol_flight_sink *sink, int64_t *rows, ld_status *st);
+int ol_flight_command_sink(ol_flight_client *c, const char *cmd, const ot_table *upload,
+                           const ol_flight_sink *sink, int64_t *rows, ld_status *st);

@@ -531,7 +531,9 @@ static void report(view_run *v, int view_done)
     pthread_mutex_unlock(&v->run->mu);
     v->prog.view_rows = w - v->base_written;
     v->prog.rows = w;
-    v->prog.elapsed_us = ld_mono_us() - v->t0_us;
+    int64_t now = ld_mono_us();
+    v->prog.elapsed_us = now - v->t0_us;
+    v->prog.view_elapsed_us = v->first_batch_us < 0 ? 0 : now - (v->view_t0_us + v->first_batch_us);
     v->prog.view_done = view_done;
     v->req->progress(v->req->progress_arg, &v->prog);
 }
@@ -754,6 +756,13 @@ static int join_key_value(view_run *v, const ot_column *c, int64_t i, size_t k, 
     return val ? 0 : -1;
 }
 
+/* The offline server's row count for this view: the progress total. */
+static void on_total(void *arg, int64_t total)
+{
+    view_run *v = arg;
+    v->prog.view_total = total;
+}
+
 static int on_batch(void *arg, const ot_table *t, ld_status *st)
 {
     view_run *v = arg;
@@ -973,7 +982,8 @@ static int run_view(view_run *v, ol_flight_client *fc, reg_views *rv, int64_t st
     ld_buf cmd = LD_BUF_INIT;
     command_json(v, start, end, &cmd);
     int64_t rows = 0;
-    int rc = ol_flight_command(fc, cmd.data, NULL, on_batch, v, &rows, st);
+    ol_flight_sink sink = {.batch = on_batch, .total = on_total, .arg = v};
+    int rc = ol_flight_command_sink(fc, cmd.data, NULL, &sink, &rows, st);
     ld_buf_free(&cmd);
     if (rc == 0)
         rc = submit(v, st);
@@ -1170,6 +1180,14 @@ int ol_materialize(const ld_config *cfg, ol_store *store, const ol_mat_request *
 struct ol_mat_jobs {
     const ld_config *cfg;
     ol_store *store;
+    /* Redis with Feast's default dedup: the store materialization writes
+     * through, opened with skip_dedup (plain HSETs after a read of the stored
+     * event times, lww_precheck) by the first run, freed with the jobs.
+     * fast_cfg is a shallow copy of cfg (its strings stay cfg's). */
+    pthread_mutex_t fast_mu;
+    ld_config fast_cfg;
+    ol_store *fast;
+    int fast_failed;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int workers;
@@ -1199,6 +1217,7 @@ ol_mat_jobs *ol_mat_jobs_new(const ld_config *cfg, ol_store *store, ld_status *s
     }
     j->cfg = cfg;
     j->store = store;
+    pthread_mutex_init(&j->fast_mu, NULL);
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     atomic_init(&j->cancel, 0);
@@ -1227,6 +1246,9 @@ void ol_mat_jobs_free(ol_mat_jobs *j)
     for (size_t i = 0; i < j->n_running; i++)
         free(j->running[i]);
     free(j->running);
+    if (j->fast)
+        j->fast->ops->free(j->fast);
+    pthread_mutex_destroy(&j->fast_mu);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -1282,6 +1304,36 @@ static void running_remove(ol_mat_jobs *j, char *const *names, size_t n)
                 j->running[k] = j->running[--j->n_running];
                 break;
             }
+}
+
+/* The store a run writes through, and whether it must read the stored event
+ * times first. Redis with Feast's default dedup: a store of its own with
+ * skip_dedup, Feast's algorithm (HMGET "_ts:<view>", HSET the newer rows),
+ * like the CLI; the serving store's atomic per-row script stays for Push
+ * and WriteToOnlineStore. If that store cannot be built, the serving store
+ * (atomic, slower) is used. */
+static ol_store *job_store(ol_mat_jobs *j, int *precheck)
+{
+    *precheck = 0;
+    const ld_online_store_config *os = &j->cfg->online_store;
+    if (os->type != LD_ONLINE_REDIS || os->redis.skip_dedup)
+        return j->store;
+    pthread_mutex_lock(&j->fast_mu);
+    if (!j->fast && !j->fast_failed) {
+        ld_status st = LD_STATUS_INIT;
+        j->fast_cfg = *j->cfg;
+        j->fast_cfg.online_store.redis.skip_dedup = true;
+        if (!(j->fast = ol_store_new(&j->fast_cfg, &st))) {
+            j->fast_failed = 1;
+            ld_warn("materialize: cannot open a second Redis store for materialization (%s); "
+                    "writing through the serving store",
+                    st.msg);
+        }
+    }
+    ol_store *s = j->fast ? j->fast : j->store;
+    pthread_mutex_unlock(&j->fast_mu);
+    *precheck = s != j->store;
+    return s;
 }
 
 static void *job_main(void *arg)
@@ -1344,7 +1396,8 @@ static void *job_main(void *arg)
         req.n_views = n_sel;
     }
     ol_mat_result res;
-    int rc = ol_materialize(j->cfg, j->store, &req, &res, &st);
+    ol_store *store = job_store(j, &req.lww_precheck);
+    int rc = ol_materialize(j->cfg, store, &req, &res, &st);
     if (rc == 0)
         ld_info("materialize%s: %lld rows into %zu feature views in %.2f s",
                 job->incremental ? "-incremental" : "", (long long)res.rows, res.n_views,

@@ -36,11 +36,13 @@ typedef struct ol_mat_progress {
     const char *view;
     size_t view_index; /* 0-based */
     size_t n_views;
-    int64_t view_rows;  /* rows of this view written so far */
-    int64_t view_total; /* rows this view will write; -1 unknown */
-    int64_t rows;       /* rows written in the whole run */
-    int64_t elapsed_us; /* since the run started */
-    int view_done;      /* this view finished (interval recorded) */
+    int64_t view_rows;       /* rows of this view written so far */
+    int64_t view_total;      /* rows this view will write (the offline server's
+                                count, ol_flight_client.h); -1 unknown */
+    int64_t rows;            /* rows written in the whole run */
+    int64_t elapsed_us;      /* since the run started */
+    int64_t view_elapsed_us; /* since this view's first rows arrived; 0 before */
+    int view_done;           /* this view finished (interval recorded) */
 } ol_mat_progress;
 
 typedef struct ol_mat_request {

@@ -17,10 +17,11 @@ import datetime
 import io
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -28,6 +29,17 @@ import grpc
 import pytest
 
 import fixture
+from mat_helpers import (
+    FlightProxy,
+    announce_offline,
+    iso,
+    larder_bin,
+    offline_endpoint,
+    redis_calls,
+    redis_delete,
+    redis_dump,
+    wait_for,
+)
 from online_helpers import (  # noqa: F401  (opb, rpb are fixtures)
     T,
     Resp,
@@ -46,15 +58,6 @@ SEC = 1_000_000
 BASE = int(datetime.datetime(2024, 3, 1, tzinfo=datetime.timezone.utc).timestamp()) * SEC
 HOUR = 3600 * SEC
 STORES = ("redis", "postgres")
-
-
-def iso(us: int) -> str:
-    dt = datetime.datetime.fromtimestamp(us / SEC, datetime.timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def larder_bin() -> Path:
-    return fixture.build_dir() / "cli" / "larder"
 
 
 # --------------------------------------------------------------------------
@@ -290,28 +293,12 @@ def redis_snapshot(store: StoreSpec, project: str) -> Dict[bytes, Dict[bytes, by
     """Every hash of the project (keys end with the project name): key ->
     {field: value}."""
     host, port = store.redis_addr
-    out: Dict[bytes, Dict[bytes, bytes]] = {}
-    with Resp(host, port) as r:
-        cursor = b"0"
-        keys = []
-        while True:
-            cursor, batch = r.command("SCAN", cursor, "MATCH", b"*" + project.encode(),
-                                      "COUNT", "1000")
-            keys += batch
-            if cursor == b"0":
-                break
-        for k in keys:
-            flat = r.command("HGETALL", k)
-            out[k] = dict(zip(flat[0::2], flat[1::2]))
-    return out
+    return redis_dump(host, port, b"*" + project.encode())
 
 
 def redis_delete_project(store: StoreSpec, project: str) -> None:
     host, port = store.redis_addr
-    keys = list(redis_snapshot(store, project))
-    with Resp(host, port) as r:
-        for i in range(0, len(keys), 500):
-            r.command("DEL", *keys[i:i + 500])
+    redis_delete(host, port, list(redis_snapshot(store, project)))
 
 
 def pg_snapshot(store: StoreSpec, project: str) -> str:
@@ -321,26 +308,7 @@ def pg_snapshot(store: StoreSpec, project: str) -> str:
 
 
 def infra_endpoint(stack: MatStack) -> Optional[str]:
-    rpb = stack.opb.rpb
-    c = registry_client(stack.registry, rpb)
-    infra = c.GetInfra(rpb.rs.GetInfraRequest(project=stack.project, allow_cache=False))
-    for o in infra.infra_objects:
-        if o.infra_object_class_type == "larder.OfflineServerEndpoint":
-            kv = dict(line.split("=", 1) for line in o.custom_infra.field.decode().splitlines()
-                      if "=" in line)
-            if kv.get("project") == stack.project:
-                return kv.get("target")
-    return None
-
-
-def wait_for(pred, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return offline_endpoint(stack.registry, stack.opb.rpb, stack.project)
 
 
 # --------------------------------------------------------------------------
@@ -612,6 +580,117 @@ def test_no_offline_server_announced(opb, tmp_path, request):  # noqa: F811
 
 
 # --------------------------------------------------------------------------
+# progress: the row total from the offline server's stream
+
+
+PROGRESS_LINE = re.compile(r"^materialize: view 1/1 driver_stats: ([\d,]+)(/[\d,]+)? rows"
+                           r"( \(\d+%\))?; total [\d,]+ rows, [\d,]+ rows/s, (.*)$")
+
+
+def test_progress_total_from_first_app_metadata(opb, tmp_path, request):  # noqa: F811
+    """larder-offline's {"total_records":N} in the app_metadata of a DoGet
+    stream's first message becomes the progress total (rows of N, percent,
+    ETA); absent or unreadable metadata leaves it unknown and changes
+    nothing else. A Flight proxy in front of a real larder-offline sets the
+    metadata; the CLI finds the proxy through its registry."""
+    store = make_store("redis", tmp_path / "store", request)
+    project = unique_project("mat")
+    # registry A: the CLI's, announcing the proxy; registry B: the real
+    # offline server's (it re-announces itself, so it cannot share A)
+    front = MatStack(opb, store, tmp_path, project)
+    back = MatStack(opb, store, tmp_path / "b", project)
+    (tmp_path / "b").mkdir()
+    back.data = front.data
+    proxies = []
+    try:
+        n = 20000
+        for drv in range(1, n + 1):
+            front.data.add(drv, BASE + drv * SEC, BASE, drv)
+        front.data.write()
+        back.start_registry()
+        back.start_offline()
+        back.apply()
+        front.start_registry()
+        front.apply()
+
+        def run(meta):
+            proxy = FlightProxy(back.offline.target, meta)
+            proxies.append(proxy)
+            announce_offline(front.registry, opb.rpb, project, proxy.target)
+            p = front.cli("materialize", iso(BASE), iso(BASE + 24 * HOUR), "--batch-rows",
+                          "1000", "--progress-interval", "0.01", "--json")
+            assert proxy.doget_calls == 1
+            out = json.loads(p.stdout)
+            assert out["offline_server"] == proxy.target and out["rows"] == n, out
+            lines = [PROGRESS_LINE.match(ln) for ln in p.stderr.splitlines()
+                     if ln.startswith("materialize: ")]
+            assert lines and all(lines), p.stderr
+            assert lines[-1].group(4) == "done", p.stderr
+            return lines
+
+        # the total announced: "rows/N (p%)" and a time left while running
+        lines = run(b'{"total_records": %d, "other": [1]}' % n)
+        assert all(m.group(2) == f"/{n:,}" for m in lines), [m.group(0) for m in lines]
+        running = [m for m in lines if m.group(4) != "done" and m.group(1) != "0"]
+        assert running and all(re.fullmatch(r"ETA (\d+ s|\d+:\d\d(:\d\d)?)", m.group(4))
+                               for m in running), [m.group(0) for m in running]
+        assert lines[-1].group(1) == f"{n:,}" and lines[-1].group(3) == " (100%)"
+
+        # larder-offline itself sends the total for a file source (no proxy:
+        # the CLI of registry B finds the real server)
+        p = back.cli("materialize", iso(BASE), iso(BASE + 24 * HOUR), "--batch-rows", "1000",
+                     "--progress-interval", "0.01", "--json")
+        assert json.loads(p.stdout)["offline_server"] == back.offline.target
+        direct = [PROGRESS_LINE.match(ln) for ln in p.stderr.splitlines()
+                  if ln.startswith("materialize: ")]
+        assert direct and all(m and m.group(2) == f"/{n:,}" for m in direct), p.stderr
+
+        # on a terminal: the bar, redrawn in place, with the total and an ETA
+        front.write_config()
+        master, slave = pty.openpty()
+        try:
+            r = subprocess.run([str(larder_bin()), "materialize", "-c", str(front.cfg_path),
+                                iso(BASE), iso(BASE + 24 * HOUR), "--batch-rows", "1000",
+                                "--progress-interval", "0.01"], stdout=subprocess.PIPE,
+                               stderr=slave, timeout=120)
+            os.close(slave)
+            slave = -1
+            tty = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the other side is closed
+                    break
+                if not chunk:
+                    break
+                tty += chunk
+        finally:
+            if slave >= 0:
+                os.close(slave)
+            os.close(master)
+        assert r.returncode == 0, tty
+        frames = tty.decode().split("\r\x1b[K")[1:]
+        assert len(frames) > 2, tty
+        assert all(re.match(r"\[[#-]{24}\] view 1/1 driver_stats: [\d,]+/20,000 rows \| "
+                            r"total [\d,]+ rows, [\d,]+ rows/s, (ETA|done)", f)
+                   for f in frames), frames
+        assert any(re.search(r"ETA \d", f) for f in frames), frames
+        assert frames[-1].startswith("[" + "#" * 24 + "]") and "20,000/20,000" in frames[-1]
+
+        # unreadable or absent metadata: no total, no ETA, same result
+        for meta in (b"{nope", b'{"total_records": -5}', b'{"total_records": "12"}',
+                     b'{"total_records": 1.5}', b"\xff\xfe", b"[1]", b""):
+            lines = run(meta)
+            assert all(m.group(2) is None and m.group(4) in ("ETA --", "done")
+                       for m in lines), (meta, [m.group(0) for m in lines])
+    finally:
+        for p in proxies:
+            p.stop()
+        errs = front.stop() + back.stop()
+    assert not errs, errs
+
+
+# --------------------------------------------------------------------------
 # POST /materialize, /materialize-incremental (Feast's feature server)
 
 
@@ -660,6 +739,48 @@ def test_http_materialize(stack):
     assert code == 422
     code, _, _ = http(stack.http_port, "GET", "/materialize")
     assert code == 405
+
+
+@pytest.mark.parametrize("stack", ["redis"], indirect=True)
+def test_http_materialize_keeps_newer_stored_rows(stack):
+    """POST /materialize writes the way the CLI does on Redis (Feast's
+    algorithm: read the stored event times, HSET only newer rows; no
+    per-row script): a row the store holds with a newer event time (here
+    written with /write-to-online-store) is kept, an older one replaced."""
+    d = stack.data
+    for drv in range(1, 51):
+        d.add(drv, BASE + drv * SEC, BASE, drv)
+    d.write()
+    stack.apply()
+    newer = {"driver_id": [7], "conv_rate": [0.5], "acc_rate": [0.25], "trips": [777],
+             "city": ["pushed"], "event_timestamp": [iso(BASE + 5 * HOUR)]}
+    older = {"driver_id": [8], "conv_rate": [0.5], "acc_rate": [0.25], "trips": [888],
+             "city": ["stale"], "event_timestamp": [iso(BASE - 5 * HOUR)]}
+    for df in (newer, older):
+        wait_for(lambda: http(stack.http_port, "POST", "/write-to-online-store",
+                              {"feature_view_name": "driver_stats", "df": df})[0] == 200,
+                 15, "the online server to know driver_stats")
+    host, port = stack.store.redis_addr
+    before = redis_calls(host, port)
+    code, body, _ = http(stack.http_port, "POST", "/materialize",
+                         {"start_ts": iso(BASE - HOUR), "end_ts": iso(BASE + HOUR)})
+    assert (code, body) == (200, b"null"), body
+    after = redis_calls(host, port)
+    # 50 rows, one of them older than the store's: 49 HSETs, no script call
+    assert after.get("hset", 0) - before.get("hset", 0) == 49
+    assert after.get("evalsha", 0) == before.get("evalsha", 0)
+    assert after.get("eval", 0) == before.get("eval", 0)
+    want = d.latest(BASE - HOUR, BASE + HOUR)
+    got = stack.online_values(list(range(1, 51)))
+    assert got[7] == (0.5, 0.25, 777, "pushed", BASE + 5 * HOUR)
+    del got[7], want[7]
+    assert got == {k: (f32(r[3]), r[4], r[5], r[6], r[1]) for k, r in want.items()}
+    # the push path is still the atomic script
+    code, body, _ = http(stack.http_port, "POST", "/write-to-online-store",
+                         {"feature_view_name": "driver_stats", "df": older})
+    assert code == 200, body
+    assert redis_calls(host, port).get("evalsha", 0) > after.get("evalsha", 0)
+    assert stack.online_values([8])[8][2] == want[8][5]
 
 
 def test_http_materialize_async_and_409(stack):
