@@ -524,7 +524,33 @@ def check_layout(online, redis_port, V):
     redis_pipeline(redis_port, [resp_cmd("DEL", key)])
 
 
+def pmqos_limit():
+    """The kernel's CPU wake-up latency limit in µs (PM QoS), or None."""
+    try:
+        with open("/dev/cpu_dma_latency", "rb") as f:
+            return struct.unpack("i", f.read(4))[0]
+    except OSError:
+        return None
+
+
+def cpuidle_desc():
+    base = "/sys/devices/system/cpu/cpuidle"
+    try:
+        with open(os.path.join(base, "current_driver")) as f:
+            d = f.read().strip()
+    except OSError:
+        return "unknown"
+    try:
+        with open("/sys/module/haltpoll/parameters/guest_halt_poll_ns") as f:
+            d += f", guest_halt_poll_ns {f.read().strip()}"
+    except OSError:
+        pass
+    return d
+
+
 class Online:
+    extra_args = []  # --cpu-dma-latency: the same flags for every larder-online
+
     def __init__(self, build, tmp, name, registry_port, store_yaml, wrap=None):
         self.name = name
         d = os.path.join(tmp, "online-" + name)
@@ -540,7 +566,8 @@ class Online:
                     f"entity_key_serialization_version: 3\n")
         argv = (shlex.split(wrap) if wrap else []) + [
             os.path.join(build, "online_server/larder-online"), "-c", yaml,
-            "--port", str(self.port), "--http-port", str(self.http_port), "--no-access-log"]
+            "--port", str(self.port), "--http-port", str(self.http_port), "--no-access-log",
+            *Online.extra_args]
         self.log = os.path.join(d, "log")
         self.p = Proc(f"larder-online ({name})", argv, self.log, group=bool(wrap))
         wait_port(self.port, self.p.proc, self.log, timeout=120 if wrap else 30)
@@ -737,12 +764,20 @@ def main():
     ap.add_argument("--json", metavar="PATH",
                     help="write every run as machine-readable records (a JSON list of "
                          "{name, metric, value, unit, round, ...}) to PATH")
+    ap.add_argument("--cpu-dma-latency", type=int, metavar="US",
+                    help="run larder-online with --cpu-dma-latency US: it holds this CPU wake-up "
+                         "latency limit (PM QoS, system-wide, needs root) while serving; 0 makes "
+                         "idle CPUs poll instead of halting. Every process of the run benefits "
+                         "(the health-Check reference, Redis and the clients too); the report "
+                         "says so")
     ap.add_argument("--wrap-online", metavar="CMD",
                     help="run the Redis-backed larder-online under CMD (e.g. "
                          "'valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%%p')")
     args = ap.parse_args()
     dur = args.duration or (3 if args.quick else 10)
     build = os.path.abspath(args.build)
+    if args.cpu_dma_latency is not None:
+        Online.extra_args = ["--cpu-dma-latency", str(args.cpu_dma_latency)]
     ld_load = os.path.join(build, "bench/ld-load")
     lua = os.path.join(ROOT, "bench/online_wrk.lua")
     for exe in (ld_load, os.path.join(build, "online_server/larder-online"),
@@ -842,6 +877,10 @@ def main():
         ids_1b = [ID_BASE + rng.randrange(N_ENTITIES)]
         ids_100 = [ID_BASE + i for i in rng.sample(range(N_ENTITIES), 100)]
         verify_grpc(onl["redis"], "fs_50", ids_1a, 5)  # also waits for the registry snapshot
+        pmqos_seen = pmqos_limit()
+        if args.cpu_dma_latency is not None and (pmqos_seen is None or pmqos_seen > args.cpu_dma_latency):
+            sys.exit(f"--cpu-dma-latency {args.cpu_dma_latency}: the kernel's limit is "
+                     f"{pmqos_seen} (not root?); see {onl['redis'].log}")
         check_layout(onl["redis"], redis_port, V)
 
         sql_load_s = {}
@@ -1043,6 +1082,13 @@ def main():
           f"{redis_enc}; extra redis-server args: {args.redis_args or 'none'})"
           + "".join(f"; {s}: fv_0..fv_4 via /write-to-online-store in {t:.1f} s"
                     for s, t in sql_load_s.items()))
+        if args.cpu_dma_latency is None:
+            p(f"CPU idle policy: the system's (cpuidle {cpuidle_desc()}; no PM QoS request)")
+        else:
+            p(f"CPU idle policy: larder-online held a PM QoS CPU wake-up latency limit of "
+              f"{args.cpu_dma_latency} µs (--cpu-dma-latency; system-wide, so Redis, the "
+              f"clients and the health-Check reference ran under it too; limit read back "
+              f"during the run: {pmqos_seen} µs; cpuidle {cpuidle_desc()})")
         p(f"runs: {args.rounds} rounds, {dur:g} s measured per run after {args.warmup:g} s "
           f"warm-up (wrk: at least 1 s); order "
           f"reversed every other round. gRPC: ld-load (1 thread, 1 connection, C in flight); "

@@ -409,6 +409,8 @@ static const key_def keys[] = {
         KINT("larder.keepalive_timeout_seconds", larder.keepalive_timeout_seconds, 20, 1, 3600,
              SEC_NONE, 0),
         KBOOL("larder.access_log", larder.access_log, 1, SEC_NONE, 0),
+        KINT("larder.cpu_dma_latency_us", larder.cpu_dma_latency_us, -1, -1, 2000000000, SEC_NONE,
+             0),
         {.name = "larder.log_level",
          .kind = K_ENUM,
          .off = OFF(larder.log_level),

@@ -43,6 +43,9 @@
  *     keepalive_time_seconds: 60   # HTTP/2 keepalive ping interval
  *     keepalive_timeout_seconds: 20
  *     access_log: true             # one log line per finished call
+ *     cpu_dma_latency_us: -1       # >= 0: hold this CPU wake-up latency limit (PM QoS,
+ *                                  #   /dev/cpu_dma_latency, needs root) while serving;
+ *                                  #   0 = idle CPUs poll. -1 = leave the system's policy
  *     log_level: info              # debug|info|warning|warn|error|off
  *     log_format: text             # text|json
  *     tls_cert: server.crt         # PEM chain; TLS is on when tls_cert and tls_key are set
@@ -270,6 +273,7 @@ typedef struct ld_larder_config {
     int keepalive_time_seconds;    /* 60 */
     int keepalive_timeout_seconds; /* 20 */
     bool access_log;               /* true */
+    int cpu_dma_latency_us;        /* -1: untouched; else PM QoS limit held (ld_pmqos.h) */
     ld_log_level log_level;        /* info */
     ld_log_format log_format;      /* text */
     char *host;                    /* "127.0.0.1" */

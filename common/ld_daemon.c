@@ -13,6 +13,7 @@
 
 #include "ld_debug_service.h"
 #include "ld_log.h"
+#include "ld_pmqos.h"
 
 #ifndef LARDER_VERSION
 #define LARDER_VERSION "0.1.0"
@@ -43,6 +44,9 @@ static const ld_daemon_opt common_opts[] = {
         {"grace-period", "larder.grace_period_seconds", "SECONDS",
          "on SIGTERM/SIGINT, time given to calls in flight before they are cancelled (default 5)"},
         {"no-access-log", "larder.access_log", NULL, "no log line per call"},
+        {"cpu-dma-latency", "larder.cpu_dma_latency_us", "US",
+         "hold this CPU wake-up latency limit while serving (PM QoS; 0: idle CPUs poll; needs "
+         "root)"},
 };
 
 #define N_COMMON (sizeof common_opts / sizeof common_opts[0])
@@ -292,6 +296,7 @@ int ld_daemon_main(const ld_daemon_spec *spec, int argc, char **argv)
     };
     void *state = NULL;
     int have_state = 0;
+    ld_pmqos *pmqos = NULL;
     ld_server *srv = ld_server_new(&opts, &pst);
     free(cert);
     free(key);
@@ -309,6 +314,14 @@ int ld_daemon_main(const ld_daemon_spec *spec, int argc, char **argv)
         goto fail;
     ld_info("%s %s serving project '%s' on %s:%d%s", spec->prog, LARDER_VERSION, cfg->project,
             lc->host, ld_server_port(srv), lc->tls_cert ? " (TLS)" : "");
+    if (lc->cpu_dma_latency_us >= 0) {
+        ld_status qst = LD_STATUS_INIT;
+        if (ld_pmqos_hold(lc->cpu_dma_latency_us, &pmqos, &qst) == 0)
+            ld_info("holding a CPU wake-up latency limit of %d us (PM QoS) while serving",
+                    lc->cpu_dma_latency_us);
+        else
+            ld_warn("cpu_dma_latency_us: %s; serving with the system's idle policy", qst.msg);
+    }
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
@@ -326,6 +339,7 @@ out:
     if (have_state && spec->stop)
         spec->stop(state);
     ld_server_free(srv);
+    ld_pmqos_release(pmqos);
     if (have_state && spec->teardown)
         spec->teardown(state);
     ld_config_free(cfg);

@@ -7,7 +7,9 @@ CLI's exit codes. Plus the fixture itself (real Redis and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import struct
 import subprocess
 import time
 import queue
@@ -497,6 +499,40 @@ def test_no_access_log(larder, pb):
         pb.Debug(ch).Sleep(pb.debug.SleepRequest(millis=1), timeout=T)
     s.stop()
     assert "/larder.debug.Debug/Sleep" not in s.stderr_text()
+
+
+def _pmqos_limit():
+    """The kernel's current CPU wake-up latency limit (µs), or None."""
+    try:
+        with open("/dev/cpu_dma_latency", "rb") as f:
+            return struct.unpack("i", f.read(4))[0]
+    except OSError:
+        return None
+
+
+def test_cpu_dma_latency_held_while_serving(larder, pb):
+    before = _pmqos_limit()
+    s = larder("online", "--cpu-dma-latency", "7")
+    with s.channel() as ch:
+        assert_serving(pb, s)
+        pb.Debug(ch).Sleep(pb.debug.SleepRequest(millis=1), timeout=T)
+    if before is None or not os.access("/dev/cpu_dma_latency", os.W_OK):
+        # not permitted here: the server serves anyway and says why
+        s.stop()
+        assert "cpu_dma_latency_us: cannot" in s.stderr_text(), s.stderr_text()
+        return
+    assert _pmqos_limit() == min(before, 7)
+    s.stop()
+    assert "latency limit of 7 us" in s.stderr_text(), s.stderr_text()
+    # the request ends with the process
+    assert _pmqos_limit() == before
+
+
+def test_cpu_dma_latency_out_of_range_is_usage_error(tmp_path):
+    p = subprocess.run([fixture.binary("online"), "--cpu-dma-latency", "-5", "--print-config"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert p.returncode == 2, p
+    assert "cpu_dma_latency_us" in p.stderr, p.stderr
 
 
 # --------------------------------------------------------------------------
