@@ -1680,3 +1680,43 @@ void ld_config_dump(const ld_config *c, ld_buf *out)
         ld_buf_putc(out, '\n');
     }
 }
+
+int ld_postgres_params(const ld_postgres_config *pg, const char *application, const char **kw,
+                       char **val)
+{
+    char port[16], idle[16];
+    snprintf(port, sizeof port, "%d", pg->port);
+    snprintf(idle, sizeof idle, "%d", pg->keepalives_idle);
+    const char *kv[LD_PG_MAX_PARAMS][2] = {
+            {"host", pg->host},
+            {"port", port},
+            {"dbname", pg->database},
+            {"user", pg->user},
+            {"password", pg->password},
+            {"sslmode", pg->sslmode},
+            {"sslkey", pg->sslkey_path},
+            {"sslcert", pg->sslcert_path},
+            {"sslrootcert", pg->sslrootcert_path},
+            {"keepalives_idle", pg->keepalives_idle > 0 ? idle : NULL},
+            {"application_name", application},
+            {"connect_timeout", "10"},
+    };
+    int n = 0;
+    for (size_t i = 0; i < LD_PG_MAX_PARAMS; i++) {
+        if (!kv[i][1] || !*kv[i][1])
+            continue;
+        kw[n] = kv[i][0];
+        val[n] = strdup(kv[i][1]);
+        if (!val[n]) {
+            while (n > 0)
+                free(val[--n]);
+            kw[0] = NULL;
+            val[0] = NULL;
+            return -1;
+        }
+        n++;
+    }
+    kw[n] = NULL;
+    val[n] = NULL;
+    return n;
+}

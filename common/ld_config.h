@@ -364,6 +364,19 @@ int ld_config_validate(const ld_config *c, ld_status *st);
  * repo_path/p. Returns a malloc'd string, or NULL when p is NULL. */
 char *ld_config_resolve_path(const ld_config *c, const char *p);
 
+/* Most libpq connection keywords ld_postgres_params() produces. */
+#define LD_PG_MAX_PARAMS 12
+
+/* libpq connection keywords (PQconnectdbParams) for a Feast PostgreSQL store
+ * section: every setting that is set (host, port, dbname, user, password,
+ * sslmode, sslkey, sslcert, sslrootcert, keepalives_idle), then
+ * application_name = @application and connect_timeout = 10 s. @kw gets
+ * static strings, @val malloc'd copies; both need LD_PG_MAX_PARAMS + 1
+ * slots and end with NULL. Returns the count, or -1 when out of memory (the
+ * copies made so far freed). */
+int ld_postgres_params(const ld_postgres_config *pg, const char *application, const char **kw,
+                       char **val);
+
 /* Value of an extras entry, or NULL if absent (or present with no text). */
 const char *ld_config_extra(const ld_config *c, const char *dotted_key);
 

@@ -49,8 +49,8 @@
 struct of_pg {
     const ld_config *cfg;
     int configured; /* offline_store type is postgres */
-    const char *keys[16];
-    char *vals[16];
+    const char *keys[LD_PG_MAX_PARAMS + 1];
+    char *vals[LD_PG_MAX_PARAMS + 1];
     char *where; /* host:port/db, for messages */
     char *search_path;
     pthread_mutex_t mu;
@@ -201,30 +201,11 @@ of_pg *of_pg_new(const ld_config *cfg, ld_status *st)
     pthread_mutex_init(&p->mu, NULL);
     const ld_postgres_config *pg = &cfg->offline_store.postgres;
     p->configured = cfg->offline_store.type == LD_OFFLINE_POSTGRES;
-    char port[16], idle[16];
-    snprintf(port, sizeof port, "%d", pg->port);
-    snprintf(idle, sizeof idle, "%d", pg->keepalives_idle);
-    const char *kv[][2] = {
-            {"host", pg->host},
-            {"port", port},
-            {"dbname", pg->database},
-            {"user", pg->user},
-            {"password", pg->password},
-            {"sslmode", pg->sslmode},
-            {"sslkey", pg->sslkey_path},
-            {"sslcert", pg->sslcert_path},
-            {"sslrootcert", pg->sslrootcert_path},
-            {"keepalives_idle", pg->keepalives_idle > 0 ? idle : NULL},
-            {"application_name", "larder-offline"},
-            {"connect_timeout", "10"},
-    };
-    int n = 0;
-    for (size_t i = 0; p->configured && i < sizeof kv / sizeof *kv; i++) {
-        if (!kv[i][1] || !*kv[i][1])
-            continue;
-        p->keys[n] = kv[i][0];
-        p->vals[n] = strdup(kv[i][1]);
-        n++;
+    if (p->configured && ld_postgres_params(pg, "larder-offline", p->keys, p->vals) < 0) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return NULL;
     }
     /* Feast: search_path = (db_schema or user).strip() [+ ",public"] */
     const char *schema = pg->db_schema && *pg->db_schema ? pg->db_schema
@@ -255,7 +236,7 @@ void of_pg_free(of_pg *p)
         return;
     for (int i = 0; i < p->nidle; i++)
         PQfinish(p->idle[i]);
-    for (int i = 0; i < 16; i++)
+    for (int i = 0; p->vals[i]; i++)
         free(p->vals[i]);
     free(p->where);
     free(p->search_path);

@@ -1085,38 +1085,10 @@ ol_store *ol_store_postgres_new(const ld_config *cfg, ld_status *st)
     s->value_num = truthy(ld_config_extra(cfg, "online_store.enable_openai_compatible_store"));
 
     /* conninfo: Feast's keys, plus ours; password only ever handed to libpq */
-    enum { MAXK = 16 };
-    s->keys = calloc(MAXK, sizeof *s->keys);
-    s->vals = calloc(MAXK, sizeof *s->vals);
-    if (!s->keys || !s->vals)
+    s->keys = calloc(LD_PG_MAX_PARAMS + 1, sizeof *s->keys);
+    s->vals = calloc(LD_PG_MAX_PARAMS + 1, sizeof *s->vals);
+    if (!s->keys || !s->vals || ld_postgres_params(pg, "larder-online", s->keys, s->vals) < 0)
         goto oom;
-    int n = 0;
-    char port[16], idle[16];
-    snprintf(port, sizeof port, "%d", pg->port);
-    snprintf(idle, sizeof idle, "%d", pg->keepalives_idle);
-    const char *kv[][2] = {
-            {"host", pg->host},
-            {"port", port},
-            {"dbname", pg->database},
-            {"user", pg->user},
-            {"password", pg->password},
-            {"sslmode", pg->sslmode},
-            {"sslkey", pg->sslkey_path},
-            {"sslcert", pg->sslcert_path},
-            {"sslrootcert", pg->sslrootcert_path},
-            {"keepalives_idle", pg->keepalives_idle > 0 ? idle : NULL},
-            {"application_name", "larder-online"},
-            {"connect_timeout", "10"},
-    };
-    for (size_t i = 0; i < sizeof kv / sizeof *kv; i++) {
-        if (!kv[i][1] || !*kv[i][1])
-            continue;
-        s->keys[n] = kv[i][0];
-        s->vals[n] = strdup(kv[i][1]);
-        if (!s->vals[n])
-            goto oom;
-        n++;
-    }
     /* Feast: search_path = (db_schema or user).strip() [+ ",public"] */
     s->schema = strip_dup(pg->db_schema && *pg->db_schema ? pg->db_schema : pg->user);
     s->user = strdup(pg->user ? pg->user : "");
