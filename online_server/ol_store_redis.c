@@ -5,21 +5,45 @@
  * "_ts:<view>" holding the serialized google.protobuf.Timestamp of the row's
  * event time.
  *
- * Threads. One I/O thread runs a libevent loop that owns every hiredis
- * (async) context. read() and write() run on the caller's thread: they
- * format all the request's commands into one buffer (RESP, ready to send),
- * queue the request under a mutex and wake the loop with event_active(); they
- * never wait on Redis. The loop hands the commands of one request to one
- * connection of a small pool (round-robin), so a request is pipelined and
- * concurrent requests share the sockets; it calls `done` once all replies
- * arrived, on a reply error, on a lost connection or at the deadline.
+ * Connections. The store owns a few TCP connections to Redis (RD_NCONN),
+ * shared by every request and pipelined: it speaks RESP itself, formatting
+ * commands here and reading replies with ol_resp. hiredis is not used.
+ *
+ * Threads. read() and write() run on the caller's thread (a gRPC worker, the
+ * HTTP loop): they format all the request's commands into one buffer, pick a
+ * ready connection (round-robin), and under that connection's mutex append
+ * the request to the connection's queue of requests awaiting replies and
+ * send the bytes on the non-blocking socket themselves. Bytes the socket
+ * does not take at once stay in the connection's output buffer, and from
+ * then on later requests append there too (order on the wire = queue order);
+ * the I/O thread sends them when the socket becomes writable. Nobody waits
+ * on Redis. One I/O thread runs a libevent loop: it reads every connection's
+ * replies and completes requests in queue order (Redis answers a
+ * connection's commands in order), connects and reconnects, and runs the
+ * deadline timers.
+ *
+ * Replies. A connection reads into one buffer that it compacts only when
+ * little room is left at its end (or grows for a reply element larger than
+ * it); ol_resp hands out each element in place (an HMGET's values in runs,
+ * resp_run), and each value is copied once, straight into the request's
+ * cells (in chunks of r->arena). No reply objects. A malformed reply, or
+ * one over the reader's limits (RD_MAX_BULK, RD_MAX_ARRAY), fails the
+ * request it answers with INTERNAL and drops the connection (its other
+ * requests fail with UNAVAILABLE).
  *
  * Requests. A request's tracking object (rd_req) is ours, not the caller's:
- * hiredis callbacks keep pointing at it after `done` ran (deadline, early
- * error), so it lives until the last callback hiredis owes for it. Once done
- * ran, the caller's ol_read/ol_write and its arena are never touched again.
- * Replies of one connection come back in order, so the i-th reply of a
- * request answers its i-th command.
+ * it stays in its connection's queue until all its replies were read, also
+ * after `done` ran early (deadline, a reply error). Once done ran, the
+ * caller's ol_read/ol_write and its arena are never touched again: the rest
+ * of the request's replies are read and dropped. The (group, key) map of a
+ * read lives in r->arena for that reason.
+ *
+ * Deadlines. Each connection has one timer, armed for the earliest deadline
+ * among its requests: a caller arms it only when its request's deadline is
+ * earlier than the one the timer is set for, so a steady stream of requests
+ * with similar deadlines does not wake the I/O thread for each one. When it
+ * fires, expired requests fail with DEADLINE_EXCEEDED and it is re-armed for
+ * the next.
  *
  * Writes. Last-event-time-wins per view and entity, as Feast, but atomic:
  * each row is one EVALSHA of a script that decodes the stored "_ts:<view>"
@@ -28,6 +52,12 @@
  * twice keeps the latest event time, as Feast's batch dedup does. skip_dedup
  * sends a plain HSET (and EXPIRE) per row. A NOSCRIPT error (SCRIPT FLUSH)
  * resends that row as EVAL.
+ *
+ * Setup. A new connection sends AUTH (password, username), SELECT (db) and
+ * SCRIPT LOAD before it takes requests; an error reply to any of them drops
+ * it and is kept as the reason requests are refused. TLS (ssl=true) is
+ * refused at start-up: Debian's hiredis 0.14 had none either, so the old
+ * store could not do it; use a TLS tunnel.
  *
  * Failure. A request arriving while no connection is up fails at once with
  * UNAVAILABLE; requests on a connection that drops fail with UNAVAILABLE.
@@ -41,25 +71,29 @@
  * caller must not use that arena meanwhile. A deadline of 0 counts as none,
  * like INT64_MAX. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 
 #include "ld_hash.h"
 #include "ld_log.h"
 #include "ld_murmur3.h"
 #include "ld_time.h"
+#include "ol_resp.h"
 #include "ol_store.h"
 
 #define RD_NCONN              3       /* connections per store, round-robin */
@@ -68,6 +102,14 @@
 #define RD_CONNECT_TIMEOUT_US 1000000 /* connect + AUTH/SELECT/SCRIPT LOAD */
 #define RD_STARTUP_WAIT_US    2000000 /* ol_store_redis_new waits this long for Redis */
 #define RD_DEFAULT_PORT       6379
+#define RD_KEEPALIVE_S        15 /* TCP keepalive idle time (probes every 5 s, 3 of them) */
+#define RD_IN_FIRST           (64 * 1024) /* a connection's receive buffer */
+#define RD_IN_KEEP            (1 << 20)   /* a buffer grown past this shrinks when empty */
+#define RD_READ_MIN           4096        /* compact (or grow) when less room is left */
+#define RD_MAX_BULK           (64u << 20) /* longest value accepted (> any gRPC message) */
+#define RD_MAX_ARRAY          (16u << 20) /* most elements in one reply */
+#define RD_MAX_OUT            (64u << 20) /* unsent bytes a connection may queue */
+#define RD_VAL_CHUNK_MAX      (64 * 1024) /* values are copied into chunks of r->arena */
 
 /* The write script. KEYS[1] the hash; ARGV[1] "_ts:<view>", ARGV[2] the
  * Timestamp bytes, ARGV[3] its seconds, ARGV[4] its nanos, ARGV[5] the TTL
@@ -120,53 +162,77 @@ static char rd_script_sha[41]; /* SHA-1 of rd_script, hex; set once */
 static pthread_once_t rd_once = PTHREAD_ONCE_INIT;
 
 typedef struct rd_store rd_store;
+typedef struct rd_conn rd_conn;
 
 enum { RD_DOWN, RD_CONNECTING, RD_READY };
+enum { RD_READ, RD_WRITE, RD_RETRY };
 
-typedef struct rd_conn {
+/* read: command i is one HMGET on one entity key, answering the (group,
+ * key) pairs members[first[i] .. first[i + 1]) in field order */
+typedef struct rd_member {
+    uint32_t g;
+    uint32_t k;
+} rd_member;
+
+typedef struct rd_req {
+    struct rd_req *next;  /* the connection's queue */
+    struct rd_req *xnext; /* expired, in a deadline sweep */
+    rd_store *s;
+    int kind;
+    int finished; /* done ran: r/w belong to the caller again */
+    int expiring; /* on a sweep's expired list */
+    ol_read *r;
+    ol_write *w;
+    struct rd_req *parent; /* RD_RETRY: the write one of whose rows it resends */
+    int64_t deadline_us;   /* INT64_MAX: none */
+    size_t n_cmds;
+    size_t n_replies; /* complete replies read, in command order */
+    size_t pending;   /* 1 while queued on a connection, + retries in flight */
+    /* read, valid while !finished (they live in r->arena) */
+    const size_t *first;
+    const rd_member *members;
+    const size_t *want;      /* [command]: elements of its reply */
+    size_t cur_m;            /* member the next elements belong to */
+    size_t cur_left;         /* its features still due (then its "_ts:<view>") */
+    const uint8_t **cur_val; /* where the next feature's value goes */
+    size_t *cur_len;
+    int cur_found;
+    uint8_t *vbuf; /* values go here: vleft bytes left in a chunk of r->arena */
+    size_t vleft;
+    size_t vchunk;
+    ld_status st;
+} rd_req;
+
+struct rd_conn {
     rd_store *s;
     int id;
-    redisAsyncContext *ac; /* NULL when down */
+    pthread_mutex_t mu; /* guards state, fd, out*, head/tail, dl_at, broken */
     int state;
-    int setup_pending; /* AUTH/SELECT/SCRIPT LOAD replies still due */
+    int fd;    /* -1 when down */
+    char *out; /* accepted, not yet sent: out[out_off .. out_len) */
+    size_t out_off, out_len, out_cap;
+    int out_armed; /* wev is added */
+    rd_req *head, *tail;
+    int64_t dl_at; /* dl_timer is armed for this deadline; 0: not armed */
+    int broken;    /* a send failed: kill_ev is active */
+    char broken_why[96];
+
+    /* I/O thread only */
+    struct event *rev, *wev; /* of fd; NULL when down */
+    struct event *timer;     /* reconnect delay, or connect timeout */
+    struct event *dl_timer;  /* earliest deadline */
+    struct event *kill_ev;   /* a caller saw the socket fail */
+    int connected;           /* the TCP connect completed */
+    int setup_pending;       /* AUTH/SELECT/SCRIPT LOAD replies still due */
     int setup_failed;
     int failing; /* in a streak of failed attempts (logged once) */
     int tried;   /* the first attempt concluded (startup wait) */
-    int dirty;   /* commands appended since the last flush */
     int64_t backoff_us;
-    struct event *timer; /* reconnect delay, or connect timeout */
-    /* Reply objects are built here by rd_reply_fns instead of one malloc per
-     * element; rewound after every reply callback (hiredis parses the next
-     * reply only after the previous one's callback returned). */
-    ld_arena replies;
-    char replies_first[16384];
-} rd_conn;
-
-enum { RD_READ, RD_WRITE };
-
-typedef struct rd_req {
-    struct rd_req *next; /* submit queue */
-    rd_store *s;
-    int kind;
-    ol_read *r;
-    ol_write *w;
-    int64_t deadline_us;
-    ld_buf cmds;     /* every command, formatted; freed once handed to hiredis */
-    size_t *cmd_len; /* [command] */
-    size_t n_cmds;
-    size_t n_replies; /* replies seen, in command order */
-    size_t pending;   /* callbacks hiredis still owes for this request */
-    /* read: command i is one HMGET on one entity key, answering the (group,
-     * key) pairs members[first[i] .. first[i + 1]) in field order */
-    size_t *first;
-    struct rd_member {
-        uint32_t g;
-        uint32_t k;
-    } * members;
-    int finished; /* done ran: r/w belong to the caller again */
-    struct event *deadline_ev;
-    ld_status st;
-} rd_req;
+    char *in; /* received: in[in_start .. in_end) not yet parsed */
+    size_t in_cap, in_start, in_end;
+    resp_reader rd;
+    rd_req *head_cur; /* the queue's head while its replies are read */
+};
 
 struct rd_store {
     ol_store base;
@@ -181,98 +247,20 @@ struct rd_store {
     int skip_dedup;
 
     struct event_base *evb;
-    struct event *wake_ev;
     struct event *stop_ev;
     pthread_t thread;
     int thread_started;
     int loop_stopping; /* I/O thread only */
-    unsigned rr;       /* I/O thread only */
+    unsigned rr;       /* round-robin; atomic */
     int ready;         /* READY connections; atomic */
 
     pthread_mutex_t mu; /* guards what follows */
     pthread_cond_t cond;
-    rd_req *q_head, *q_tail;
-    int stopping;
     int n_tried;
     char last_err[256];
 
     rd_conn conns[RD_NCONN];
 };
-
-/* ------------------------------------------------------------------------ */
-/* Reply objects: hiredis's reader builds them through these, in the
- * connection's arena (task->privdata), as plain redisReply structs. They are
- * only read inside a reply callback; rd_replies_done() rewinds the arena when
- * the callback is over, and freeObject has nothing to do. */
-
-static void *rp_new(const redisReadTask *t, int type, size_t extra)
-{
-    redisReply *r = ld_arena_alloc(t->privdata, sizeof(*r) + extra);
-    if (!r)
-        return NULL;
-    memset(r, 0, sizeof(*r));
-    r->type = type;
-    if (t->parent) {
-        redisReply *p = t->parent->obj;
-        p->element[t->idx] = r;
-    }
-    return r;
-}
-
-static void *rp_string(const redisReadTask *t, char *str, size_t len)
-{
-    redisReply *r = rp_new(t, t->type, len + 1);
-    if (!r)
-        return NULL;
-    r->str = (char *)(r + 1);
-    memcpy(r->str, str, len);
-    r->str[len] = '\0';
-    r->len = len;
-    return r;
-}
-
-static void *rp_array(const redisReadTask *t, int n)
-{
-    size_t cnt = n > 0 ? (size_t)n : 0;
-    redisReply *r = rp_new(t, REDIS_REPLY_ARRAY, cnt * sizeof(redisReply *));
-    if (!r)
-        return NULL;
-    r->elements = cnt;
-    r->element = cnt ? (redisReply **)(r + 1) : NULL;
-    return r;
-}
-
-static void *rp_integer(const redisReadTask *t, long long v)
-{
-    redisReply *r = rp_new(t, REDIS_REPLY_INTEGER, 0);
-    if (r)
-        r->integer = v;
-    return r;
-}
-
-static void *rp_nil(const redisReadTask *t)
-{
-    return rp_new(t, REDIS_REPLY_NIL, 0);
-}
-
-static void rp_free(void *obj)
-{
-    (void)obj;
-}
-
-static redisReplyObjectFunctions rd_reply_fns = {
-        .createString = rp_string,
-        .createArray = rp_array,
-        .createInteger = rp_integer,
-        .createNil = rp_nil,
-        .freeObject = rp_free,
-};
-
-/* Call last in every reply callback: the reply is garbage from here on. */
-static void rd_replies_done(const redisAsyncContext *ac)
-{
-    ld_arena_reset(ac->c.reader->privdata);
-}
 
 /* ------------------------------------------------------------------------ */
 /* SHA-1 (for EVALSHA; the script is fixed, so its digest is computed once). */
@@ -373,7 +361,7 @@ static char *put_sdec(char *p, int64_t v)
 }
 
 /* "*<n>\r\n" or "$<n>\r\n" */
-static void resp_hdr(ld_buf *b, char c, size_t n)
+static void cmd_hdr(ld_buf *b, char c, size_t n)
 {
     char *start = ld_buf_reserve(b, 32), *p = start;
     *p++ = c;
@@ -385,9 +373,9 @@ static void resp_hdr(ld_buf *b, char c, size_t n)
 }
 
 /* One bulk string made of two pieces (the Redis key is entity key ‖ project). */
-static void resp_arg2(ld_buf *b, const void *p1, size_t n1, const void *p2, size_t n2)
+static void cmd_arg2(ld_buf *b, const void *p1, size_t n1, const void *p2, size_t n2)
 {
-    resp_hdr(b, '$', n1 + n2);
+    cmd_hdr(b, '$', n1 + n2);
     char *dst = ld_buf_reserve(b, n1 + n2 + 2);
     if (n1)
         memcpy(dst, p1, n1);
@@ -399,21 +387,21 @@ static void resp_arg2(ld_buf *b, const void *p1, size_t n1, const void *p2, size
     b->data[b->len] = '\0';
 }
 
-static void resp_arg(ld_buf *b, const void *p, size_t n)
+static void cmd_arg(ld_buf *b, const void *p, size_t n)
 {
-    resp_arg2(b, p, n, NULL, 0);
+    cmd_arg2(b, p, n, NULL, 0);
 }
 
-static void resp_str(ld_buf *b, const char *s)
+static void cmd_str(ld_buf *b, const char *s)
 {
-    resp_arg(b, s, strlen(s));
+    cmd_arg(b, s, strlen(s));
 }
 
-static void resp_int(ld_buf *b, int64_t v)
+static void cmd_int(ld_buf *b, int64_t v)
 {
     char tmp[24];
     char *e = put_sdec(tmp, v);
-    resp_arg(b, tmp, (size_t)(e - tmp));
+    cmd_arg(b, tmp, (size_t)(e - tmp));
 }
 
 static size_t put_varint(uint8_t *p, uint64_t v)
@@ -667,29 +655,16 @@ static int set_unavailable(rd_store *s, ld_status *st)
                          s->addr, why[0] ? ": " : "", why);
 }
 
-static void req_free(rd_req *q)
-{
-    if (q->deadline_ev)
-        event_free(q->deadline_ev);
-    ld_buf_free(&q->cmds);
-    free(q->cmd_len);
-    free(q->first);
-    free(q->members);
-    free(q);
-}
-
 static void req_finish(rd_req *q)
 {
     q->finished = 1;
-    if (q->deadline_ev)
-        event_del(q->deadline_ev);
     if (q->kind == RD_READ)
         q->r->done(q->r, &q->st);
     else
         q->w->done(q->w, &q->st);
 }
 
-/* Finish now with an error; later replies are ignored. */
+/* Finish now with an error; later replies are read and dropped. */
 static void req_fail(rd_req *q, grpc_status_code code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
@@ -704,252 +679,344 @@ static void req_fail(rd_req *q, grpc_status_code code, const char *fmt, ...)
     req_finish(q);
 }
 
-/* Free the request once hiredis owes nothing more for it. */
-static void req_settle(rd_req *q)
+/* One thing the request waited for is over: finish it (OK unless it failed
+ * before) and free it when nothing is left. */
+static void req_release(rd_req *q)
 {
-    if (q->pending)
+    if (--q->pending)
         return;
     if (!q->finished)
         req_finish(q);
-    req_free(q);
+    free(q);
 }
 
 /* Redis errors that mean "try again later" rather than a bug. */
-static grpc_status_code error_code(const char *msg)
+static grpc_status_code error_code(const char *msg, size_t len)
 {
     static const char *const transient[] = {"LOADING",  "BUSY",        "READONLY", "MASTERDOWN",
                                             "TRYAGAIN", "CLUSTERDOWN", "NOAUTH",   NULL};
-    for (int i = 0; transient[i]; i++)
-        if (!strncmp(msg, transient[i], strlen(transient[i])))
+    for (int i = 0; transient[i]; i++) {
+        size_t n = strlen(transient[i]);
+        if (len >= n && !memcmp(msg, transient[i], n))
             return GRPC_STATUS_UNAVAILABLE;
-    if (!strncmp(msg, "OOM", 3))
+    }
+    if (len >= 3 && !memcmp(msg, "OOM", 3))
         return GRPC_STATUS_RESOURCE_EXHAUSTED;
     return GRPC_STATUS_INTERNAL;
 }
 
-static void fail_lost(rd_req *q, const redisAsyncContext *ac)
+/* Error messages quote at most this much of what Redis sent. */
+static int quote_len(size_t len)
 {
-    rd_store *s = q->s;
-    if (s->loop_stopping)
-        req_fail(q, GRPC_STATUS_UNAVAILABLE, "the Redis online store is shutting down");
-    else
-        req_fail(q, GRPC_STATUS_UNAVAILABLE, "Redis at %s is unavailable: %s", s->addr,
-                 ac->errstr && ac->errstr[0] ? ac->errstr : "connection lost");
+    return len > 512 ? 512 : (int)len;
 }
 
 static const uint8_t rd_empty[1];
 
-/* Reply i answers command i: the fields of every (group, key) sharing one
- * entity key, each group's features followed by its "_ts:<view>". */
-static void read_reply(rd_req *q, size_t i, redisReply *rep)
+/* Room for n value bytes in the read's arena, taken in chunks. */
+static uint8_t *val_chunk(rd_req *q, size_t n)
 {
-    ol_read *r = q->r;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        req_fail(q, error_code(rep->str), "Redis HMGET on %s: %s", q->s->addr, rep->str);
-        return;
+    size_t chunk = q->vchunk ? q->vchunk * 2 : 1024;
+    if (chunk > RD_VAL_CHUNK_MAX)
+        chunk = RD_VAL_CHUNK_MAX;
+    q->vchunk = chunk;
+    if (chunk < n)
+        chunk = n;
+    uint8_t *p = ld_arena_alloc(q->r->arena, chunk);
+    if (!p) {
+        q->vleft = 0;
+        return NULL;
     }
-    size_t m0 = q->first[i], m1 = q->first[i + 1], want = 0;
-    for (size_t m = m0; m < m1; m++)
-        want += r->groups[q->members[m].g].n_features + 1;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != want) {
+    q->vbuf = p + n;
+    q->vleft = chunk - n;
+    return p;
+}
+
+static inline uint8_t *val_space(rd_req *q, size_t n)
+{
+    if (n > q->vleft)
+        return val_chunk(q, n);
+    uint8_t *p = q->vbuf;
+    q->vbuf += n;
+    q->vleft -= n;
+    return p;
+}
+
+/* The next elements answer member m of the read. */
+static inline void read_member(rd_req *q, size_t m)
+{
+    const rd_member *mb = &q->members[m];
+    ol_read_group *gr = &q->r->groups[mb->g];
+    q->cur_m = m;
+    q->cur_left = gr->n_features;
+    q->cur_val = gr->val + (size_t)mb->k * gr->n_features;
+    q->cur_len = gr->val_len + (size_t)mb->k * gr->n_features;
+    q->cur_found = 0;
+}
+
+/* The top-level item of reply i of a read: the HMGET of command i, on the
+ * fields of every (group, key) sharing one entity key, each group's features
+ * followed by its "_ts:<view>". */
+static void read_reply_start(rd_req *q, size_t i, const resp_item *it)
+{
+    if (it->type == RESP_ARRAY && (size_t)it->n == q->want[i]) {
+        read_member(q, q->first[i]);
+    } else if (it->type == RESP_ERROR) {
+        req_fail(q, error_code(it->str, it->len), "Redis HMGET on %s: %.*s", q->s->addr,
+                 quote_len(it->len), it->str);
+    } else if (it->type == RESP_ARRAY) {
+        req_fail(q, GRPC_STATUS_INTERNAL,
+                 "Redis HMGET on %s: unexpected reply (%lld elements, expected %zu)", q->s->addr,
+                 (long long)it->n, q->want[i]);
+    } else {
         req_fail(q, GRPC_STATUS_INTERNAL, "Redis HMGET on %s: unexpected reply (type %d)",
-                 q->s->addr, rep->type);
+                 q->s->addr, (int)it->type);
+    }
+}
+
+/* The "_ts:<view>" element closes a member. */
+static void read_member_end(rd_req *q, const resp_item *it)
+{
+    const rd_member *mb = &q->members[q->cur_m];
+    ol_read_group *gr = &q->r->groups[mb->g];
+    int64_t us = 0;
+    if (it->type == RESP_BULK) {
+        q->cur_found = 1;
+        if (ts_decode((const uint8_t *)it->str, it->len, &us) < 0)
+            us = 0;
+    }
+    gr->found[mb->k] = (uint8_t)q->cur_found;
+    gr->event_ts_us[mb->k] = us;
+    if (!it->end)
+        read_member(q, q->cur_m + 1);
+}
+
+/* One item of reply i of a read; values are copied straight into their cells. */
+static inline void read_item(rd_req *q, size_t i, const resp_item *it)
+{
+    if (!it->in_array) {
+        read_reply_start(q, i, it);
         return;
     }
-    size_t bytes = 0;
-    for (size_t e = 0; e < want; e++) {
-        const redisReply *el = rep->element[e];
-        if (el->type == REDIS_REPLY_STRING)
-            bytes += el->len;
-        else if (el->type != REDIS_REPLY_NIL) {
-            req_fail(q, GRPC_STATUS_INTERNAL, "Redis HMGET on %s: unexpected field (type %d)",
-                     q->s->addr, el->type);
+    if (!q->cur_left) {
+        read_member_end(q, it);
+        return;
+    }
+    q->cur_left--;
+    if (it->type == RESP_NIL) {
+        *q->cur_val++ = NULL;
+        *q->cur_len++ = 0;
+        return;
+    }
+    q->cur_found = 1;
+    const uint8_t *v = rd_empty;
+    if (it->len) {
+        uint8_t *dst = val_space(q, it->len);
+        if (!dst) {
+            req_fail(q, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                     "the feature values read from Redis exceed the request's memory limit");
             return;
         }
+        memcpy(dst, it->str, it->len);
+        v = dst;
     }
-    uint8_t *dst = NULL;
-    if (bytes && !(dst = ld_arena_alloc(r->arena, bytes))) {
-        req_fail(q, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                 "the feature values read from Redis exceed the request's memory limit");
-        return;
-    }
-    redisReply *const *el = rep->element;
-    for (size_t m = m0; m < m1; m++) {
-        ol_read_group *gr = &r->groups[q->members[m].g];
-        size_t k = q->members[m].k, nf = gr->n_features;
-        const uint8_t **val = gr->val + k * nf;
-        size_t *val_len = gr->val_len + k * nf;
-        int found = 0;
-        for (size_t f = 0; f < nf; f++) {
-            const redisReply *e = el[f];
-            if (e->type == REDIS_REPLY_NIL) {
-                val[f] = NULL;
-                val_len[f] = 0;
-                continue;
-            }
-            found = 1;
-            if (e->len) {
-                memcpy(dst, e->str, e->len);
-                val[f] = dst;
-                dst += e->len;
-            } else {
-                val[f] = rd_empty;
-            }
-            val_len[f] = e->len;
-        }
-        const redisReply *ts = el[nf];
-        int64_t us = 0;
-        if (ts->type == REDIS_REPLY_STRING) {
-            found = 1;
-            if (ts_decode((const uint8_t *)ts->str, ts->len, &us) < 0)
-                us = 0;
-        }
-        gr->found[k] = (uint8_t)found;
-        gr->event_ts_us[k] = us;
-        el += nf + 1;
-    }
+    *q->cur_val++ = v;
+    *q->cur_len++ = it->len;
 }
 
 static size_t format_row(ld_buf *b, const rd_store *s, const ol_write *w, size_t row, int eval,
                          size_t lens[2]);
+static int conn_send(rd_conn *c, rd_req *q, const char *data, size_t len);
 
-static void on_retry_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    rd_req *q = priv;
-    redisReply *rep = reply;
-    q->pending--;
-    if (!rep)
-        fail_lost(q, ac);
-    else if (rep->type == REDIS_REPLY_ERROR)
-        req_fail(q, error_code(rep->str), "Redis EVAL on %s: %s", q->s->addr, rep->str);
-    req_settle(q);
-    rd_replies_done(ac);
-}
-
-static void write_reply(rd_req *q, redisAsyncContext *ac, size_t i, redisReply *rep)
+/* Reply i of a write (top-level items only matter: EVALSHA, HSET and EXPIRE
+ * answer integers). */
+static void write_item(rd_req *q, rd_conn *c, size_t i, const resp_item *it)
 {
     rd_store *s = q->s;
-    if (rep->type != REDIS_REPLY_ERROR)
+    if (it->in_array || it->type != RESP_ERROR)
         return;
-    if (!s->skip_dedup && !strncmp(rep->str, "NOSCRIPT", 8)) {
+    if (!s->skip_dedup && it->len >= 8 && !memcmp(it->str, "NOSCRIPT", 8)) {
         /* the script cache was flushed: send this row's script in full */
+        rd_req *rq = calloc(1, sizeof(*rq));
+        if (!rq) {
+            req_fail(q, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
+        rq->s = s;
+        rq->kind = RD_RETRY;
+        rq->parent = q;
+        rq->deadline_us = INT64_MAX;
+        rq->n_cmds = 1;
+        rq->pending = 1;
         ld_buf b = LD_BUF_INIT;
         size_t lens[2];
         format_row(&b, s, q->w, i, 1, lens);
-        if (redisAsyncFormattedCommand(ac, on_retry_reply, q, b.data, b.len) == REDIS_OK)
-            q->pending++;
-        else
-            fail_lost(q, ac);
+        q->pending++;
+        if (conn_send(c, rq, b.data, b.len) < 0) {
+            free(rq);
+            q->pending--;
+            req_fail(q, GRPC_STATUS_UNAVAILABLE, "Redis at %s: connection lost", s->addr);
+        }
         ld_buf_free(&b);
         return;
     }
-    req_fail(q, error_code(rep->str), "Redis %s on %s: %s", s->skip_dedup ? "HSET" : "EVALSHA",
-             s->addr, rep->str);
+    req_fail(q, error_code(it->str, it->len), "Redis %s on %s: %.*s",
+             s->skip_dedup ? "HSET" : "EVALSHA", s->addr, quote_len(it->len), it->str);
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void retry_item(rd_req *rq, const resp_item *it)
 {
-    rd_req *q = priv;
-    size_t i = q->n_replies++;
-    q->pending--;
-    if (!q->finished) {
-        if (!reply)
-            fail_lost(q, ac);
-        else if (q->kind == RD_READ)
-            read_reply(q, i, reply);
-        else
-            write_reply(q, ac, i, reply);
+    if (!it->in_array && it->type == RESP_ERROR)
+        req_fail(rq->parent, error_code(it->str, it->len), "Redis EVAL on %s: %.*s", rq->s->addr,
+                 quote_len(it->len), it->str);
+}
+
+/* The request left its connection's queue (answered or not). */
+static void req_dequeued(rd_req *q)
+{
+    if (q->kind == RD_RETRY) {
+        rd_req *parent = q->parent;
+        free(q);
+        req_release(parent);
+    } else {
+        req_release(q);
     }
-    req_settle(q);
-    rd_replies_done(ac);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
+/* Fail q (a queued request) because its connection is gone. */
+static void req_lost(rd_req *q, const char *why)
 {
-    rd_req *q = arg;
-    /* pending > 0 here (else the request would be finished and freed); the
-     * late replies find it finished and free it */
-    req_fail(q, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded waiting for Redis at %s",
-             q->s->addr);
+    rd_req *t = q->kind == RD_RETRY ? q->parent : q;
+    if (t->s->loop_stopping)
+        req_fail(t, GRPC_STATUS_UNAVAILABLE, "the Redis online store is shutting down");
+    else
+        req_fail(t, GRPC_STATUS_UNAVAILABLE, "Redis at %s is unavailable: %s", t->s->addr, why);
+    req_dequeued(q);
 }
 
-static rd_conn *pick_conn(rd_store *s)
-{
-    for (unsigned i = 0; i < RD_NCONN; i++) {
-        rd_conn *c = &s->conns[(s->rr + i) % RD_NCONN];
-        if (c->state == RD_READY) {
-            s->rr = (unsigned)c->id + 1;
-            return c;
-        }
-    }
-    return NULL;
-}
+/* ------------------------------------------------------------------------ */
+/* Sending (any thread). */
 
-static void dispatch(rd_store *s, rd_req *q)
+/* Arm c's deadline timer for `at` unless it fires earlier already. Under c->mu. */
+static void conn_arm_deadline(rd_conn *c, int64_t at)
 {
-    if (q->deadline_us > 0 && q->deadline_us != INT64_MAX) {
-        int64_t left = q->deadline_us - ld_mono_us();
-        if (left <= 0) {
-            req_fail(q, GRPC_STATUS_DEADLINE_EXCEEDED,
-                     "deadline exceeded before the request was sent to Redis at %s", s->addr);
-            req_free(q);
-            return;
-        }
-        q->deadline_ev = evtimer_new(s->evb, on_deadline, q);
-        struct timeval tv = {.tv_sec = left / 1000000, .tv_usec = left % 1000000};
-        evtimer_add(q->deadline_ev, &tv);
-    }
-    rd_conn *c = pick_conn(s);
-    if (!c) {
-        ld_status_clear(&q->st);
-        set_unavailable(s, &q->st);
-        req_finish(q);
-        req_free(q);
+    if (at == INT64_MAX || (c->dl_at && c->dl_at <= at))
         return;
-    }
-    const char *p = q->cmds.data;
-    for (size_t i = 0; i < q->n_cmds; i++) {
-        if (redisAsyncFormattedCommand(c->ac, on_reply, q, p, q->cmd_len[i]) != REDIS_OK) {
-            req_fail(q, GRPC_STATUS_UNAVAILABLE, "Redis at %s: connection is closing", s->addr);
-            break;
-        }
-        q->pending++;
-        p += q->cmd_len[i];
-    }
-    c->dirty = 1;
-    ld_buf_free(&q->cmds);
-    free(q->cmd_len);
-    q->cmd_len = NULL;
-    req_settle(q);
+    int64_t left = at - ld_mono_us();
+    if (left < 1)
+        left = 1;
+    struct timeval tv = {.tv_sec = left / 1000000, .tv_usec = left % 1000000};
+    c->dl_at = at;
+    evtimer_add(c->dl_timer, &tv);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* Keep n bytes for the I/O thread to send when the socket is writable. Under c->mu. */
+static int out_append(rd_conn *c, const char *p, size_t n)
 {
-    rd_store *s = arg;
-    pthread_mutex_lock(&s->mu);
-    rd_req *q = s->q_head;
-    s->q_head = s->q_tail = NULL;
-    pthread_mutex_unlock(&s->mu);
-    while (q) {
-        rd_req *next = q->next;
-        dispatch(s, q);
-        q = next;
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_cap - c->out_len < n && c->out_off) {
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
     }
-    /* Send now rather than on the next loop turn (saves an epoll round):
-     * everything queued so far goes out in one write per connection. */
-    for (int i = 0; i < RD_NCONN; i++) {
-        rd_conn *c = &s->conns[i];
-        if (c->dirty && c->ac) {
-            c->dirty = 0;
-            redisAsyncHandleWrite(c->ac); /* may drop the connection (conn_lost) */
+    if (c->out_cap - c->out_len < n) {
+        size_t cap = c->out_cap ? c->out_cap : 16384;
+        while (cap - c->out_len < n)
+            cap *= 2;
+        char *o = realloc(c->out, cap);
+        if (!o)
+            return -1;
+        c->out = o;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+    if (!c->out_armed) {
+        c->out_armed = 1;
+        event_add(c->wev, NULL);
+    }
+    return 0;
+}
+
+/* The socket failed under a sender: the I/O thread drops the connection
+ * (never the sender: it may be a reply handler of this connection). Under c->mu. */
+static void conn_break_locked(rd_conn *c, const char *why)
+{
+    if (c->broken)
+        return;
+    c->broken = 1;
+    snprintf(c->broken_why, sizeof(c->broken_why), "%s", why);
+    event_active(c->kill_ev, EV_READ, 0);
+}
+
+/* Send n bytes on c, or queue what the socket does not take. Under c->mu, c READY. */
+static void conn_write_locked(rd_conn *c, const char *p, size_t n)
+{
+    if (c->out_len == c->out_off) {
+        while (n) {
+            ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0) {
+                p += w;
+                n -= (size_t)w;
+            } else if (w < 0 && errno == EINTR) {
+                continue;
+            } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                break;
+            } else {
+                conn_break_locked(c, w < 0 ? strerror(errno) : "send failed");
+                return;
+            }
         }
+        if (!n)
+            return;
     }
+    if (out_append(c, p, n) < 0)
+        conn_break_locked(c, "out of memory");
+}
+
+/* Queue q on c and send its commands. Any thread (the caller's, or the I/O
+ * thread for a retry). -1: c takes no requests (not ready, failing, or not
+ * reading what it was sent). On 0 the request belongs to the I/O thread: it
+ * may be answered and freed before this returns. */
+static int conn_send(rd_conn *c, rd_req *q, const char *data, size_t len)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->state != RD_READY || c->broken || c->out_len - c->out_off > RD_MAX_OUT) {
+        pthread_mutex_unlock(&c->mu);
+        return -1;
+    }
+    q->next = NULL;
+    if (c->tail)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    conn_arm_deadline(c, q->deadline_us);
+    conn_write_locked(c, data, len);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+/* Caller thread: hand q (its commands in data) to a ready connection. */
+static int submit(rd_store *s, rd_req *q, const char *data, size_t len, ld_status *st)
+{
+    if (q->deadline_us != INT64_MAX && q->deadline_us <= ld_mono_us()) {
+        free(q);
+        return ld_status_set(st, GRPC_STATUS_DEADLINE_EXCEEDED, NULL,
+                             "deadline exceeded before the request was sent to Redis at %s",
+                             s->addr);
+    }
+    unsigned start = __atomic_fetch_add(&s->rr, 1, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < RD_NCONN; i++)
+        if (conn_send(&s->conns[(start + i) % RD_NCONN], q, data, len) == 0)
+            return 0;
+    free(q);
+    return set_unavailable(s, st);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Connections (I/O thread). */
-
-static void conn_start(rd_conn *c);
 
 static void note_tried(rd_conn *c)
 {
@@ -970,33 +1037,63 @@ static void conn_schedule(rd_conn *c, int64_t us)
     evtimer_add(c->timer, &tv);
 }
 
-/* The context ac of c is gone or going (hiredis frees it): mark c down and
- * retry later. Ignores a stale ac (one c no longer uses). */
-static void conn_lost(rd_conn *c, const redisAsyncContext *ac, const char *why)
+/* c's socket is gone or going: close it, fail every request still waiting
+ * on it with UNAVAILABLE, and retry later. */
+static void conn_lost(rd_conn *c, const char *why)
 {
     rd_store *s = c->s;
-    if (c->ac != ac)
+    if (!why || !*why)
+        why = "connection lost";
+    pthread_mutex_lock(&c->mu);
+    int was = c->state;
+    if (was == RD_DOWN) {
+        pthread_mutex_unlock(&c->mu);
         return;
-    c->ac = NULL;
-    if (why && *why)
+    }
+    int fd = c->fd;
+    rd_req *q = c->head;
+    c->head = c->tail = NULL;
+    c->state = RD_DOWN;
+    c->fd = -1;
+    c->out_off = c->out_len = 0;
+    c->out_armed = 0;
+    c->broken = 0;
+    c->dl_at = 0;
+    struct event *rev = c->rev, *wev = c->wev;
+    c->rev = c->wev = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (rev)
+        event_free(rev);
+    if (wev)
+        event_free(wev);
+    event_del(c->dl_timer);
+    if (fd >= 0)
+        close(fd);
+    c->connected = 0;
+    c->setup_pending = 0;
+    c->head_cur = NULL;
+    c->in_start = c->in_end = 0;
+    resp_reset(&c->rd);
+    if (!c->setup_failed) /* a refused setup keeps its reply as the reason */
         set_last_err(s, "%s", why);
-    if (c->state == RD_READY) {
+    if (was == RD_READY) {
         __atomic_sub_fetch(&s->ready, 1, __ATOMIC_RELEASE);
         if (!s->loop_stopping)
-            ld_warn("redis: connection %d to %s lost: %s; reconnecting", c->id, s->addr,
-                    why && *why ? why : "closed");
+            ld_warn("redis: connection %d to %s lost: %s; reconnecting", c->id, s->addr, why);
     } else if (!c->failing && !s->loop_stopping) {
-        ld_warn("redis: cannot connect to %s: %s; retrying in the background", s->addr,
-                why && *why ? why : "closed");
+        ld_warn("redis: cannot connect to %s: %s; retrying in the background", s->addr, why);
     } else {
-        ld_debug("redis: connection %d to %s: %s", c->id, s->addr, why ? why : "closed");
+        ld_debug("redis: connection %d to %s: %s", c->id, s->addr, why);
+    }
+    while (q) {
+        rd_req *next = q->next;
+        req_lost(q, why);
+        q = next;
     }
     /* A connection that was up retries at once (Redis may only have closed
      * an idle client); failed attempts back off. */
-    int64_t delay = c->state == RD_READY ? 0 : c->backoff_us;
+    int64_t delay = was == RD_READY ? 0 : c->backoff_us;
     c->failing = 1;
-    c->state = RD_DOWN;
-    c->dirty = 0;
     note_tried(c);
     if (!s->loop_stopping) {
         conn_schedule(c, delay);
@@ -1012,7 +1109,9 @@ static void conn_ready(rd_conn *c)
 {
     rd_store *s = c->s;
     event_del(c->timer);
+    pthread_mutex_lock(&c->mu);
     c->state = RD_READY;
+    pthread_mutex_unlock(&c->mu);
     c->backoff_us = RD_BACKOFF_MIN_US;
     if (c->failing)
         ld_info("redis: connection %d to %s is up", c->id, s->addr);
@@ -1021,119 +1120,432 @@ static void conn_ready(rd_conn *c)
     note_tried(c);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+/* A reply to AUTH, SELECT or SCRIPT LOAD. -1: the connection was dropped. */
+static int setup_item(rd_conn *c, const resp_item *it)
 {
-    rd_conn *c = ac->data;
-    if (c->ac != ac)
-        return;
-    if (status != REDIS_OK) {
-        conn_lost(c, ac, ac->errstr); /* hiredis frees ac after this */
-        return;
-    }
-    redisEnableKeepAlive(&c->ac->c);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    rd_conn *c = ac->data;
-    if (c->setup_failed) /* keep the setup error as the reason */
-        conn_lost(c, ac, NULL);
-    else
-        conn_lost(c, ac, status == REDIS_OK ? "connection closed" : ac->errstr);
-}
-
-static void on_setup(rd_conn *c, redisAsyncContext *ac, const redisReply *rep);
-
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    rd_conn *c = priv;
-    redisReply *rep = reply;
-    if (c->ac != ac || !rep) {
-        rd_replies_done(ac);
-        return; /* stale, or being torn down: on_connect/on_disconnect handle it */
-    }
-    on_setup(c, ac, rep);
-    rd_replies_done(ac);
-}
-
-static void on_setup(rd_conn *c, redisAsyncContext *ac, const redisReply *rep)
-{
+    rd_store *s = c->s;
     c->setup_pending--;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        if (!c->setup_failed) {
-            c->setup_failed = 1;
-            if (!c->failing)
-                ld_error("redis: %s refused the connection setup: %s", c->s->addr, rep->str);
-            set_last_err(c->s, "%s", rep->str);
-        }
-        redisAsyncDisconnect(ac);
-        return;
+    if (it->type == RESP_ERROR || it->type == RESP_ARRAY) {
+        char msg[256];
+        if (it->type == RESP_ERROR)
+            snprintf(msg, sizeof(msg), "%.*s", quote_len(it->len), it->str);
+        else
+            snprintf(msg, sizeof(msg), "unexpected reply to the connection setup");
+        if (!c->failing)
+            ld_error("redis: %s refused the connection setup: %s", s->addr, msg);
+        set_last_err(s, "%s", msg);
+        c->setup_failed = 1;
+        conn_lost(c, msg);
+        return -1;
     }
-    if (rep->type == REDIS_REPLY_STRING && rep->len == 40 &&
-        memcmp(rep->str, rd_script_sha, 40) != 0)
+    if (it->type == RESP_BULK && it->len == 40 && memcmp(it->str, rd_script_sha, 40) != 0)
         ld_error("redis: SCRIPT LOAD answered %.40s, expected %s (writes fall back to EVAL)",
-                 rep->str, rd_script_sha);
-    if (c->setup_pending == 0 && !c->setup_failed)
+                 it->str, rd_script_sha);
+    if (c->setup_pending == 0)
         conn_ready(c);
+    return 0;
 }
 
-static void setup_cmd(rd_conn *c, int argc, const char **argv)
+static rd_req *conn_head(rd_conn *c)
 {
-    size_t len[4];
-    for (int i = 0; i < argc; i++)
-        len[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(c->ac, on_setup_reply, c, argc, argv, len) == REDIS_OK)
-        c->setup_pending++;
+    pthread_mutex_lock(&c->mu);
+    rd_req *q = c->head;
+    pthread_mutex_unlock(&c->mu);
+    return q;
 }
 
+/* Redis sent something we cannot read: the request it answers fails with
+ * INTERNAL, the others with UNAVAILABLE, and the connection is dropped (what
+ * follows on it cannot be trusted). */
+static void conn_protocol_error(rd_conn *c, const char *what)
+{
+    rd_store *s = c->s;
+    char why[200];
+    snprintf(why, sizeof(why), "malformed reply: %s", what);
+    ld_warn("redis: %s sent a malformed reply (%s)", s->addr, what);
+    rd_req *q = c->setup_pending ? NULL : conn_head(c);
+    if (q)
+        req_fail(q->kind == RD_RETRY ? q->parent : q, GRPC_STATUS_INTERNAL,
+                 "Redis at %s sent a malformed reply: %s", s->addr, what);
+    conn_lost(c, why);
+}
+
+/* One reply item, for the request at the head of c's queue. -1: the
+ * connection was dropped. */
+static int conn_item(rd_conn *c, const resp_item *it)
+{
+    if (c->setup_pending)
+        return setup_item(c, it);
+    rd_req *q = c->head_cur;
+    if (!q) {
+        q = conn_head(c);
+        if (!q) {
+            conn_protocol_error(c, "a reply to no request");
+            return -1;
+        }
+        c->head_cur = q;
+    }
+    size_t i = q->n_replies;
+    switch (q->kind) {
+    case RD_READ:
+        if (!q->finished)
+            read_item(q, i, it);
+        break;
+    case RD_WRITE:
+        if (!q->finished)
+            write_item(q, c, i, it);
+        break;
+    default:
+        retry_item(q, it);
+        break;
+    }
+    if (it->end && ++q->n_replies == q->n_cmds) {
+        pthread_mutex_lock(&c->mu);
+        c->head = q->next;
+        if (!c->head)
+            c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        c->head_cur = NULL;
+        req_dequeued(q);
+    }
+    return 0;
+}
+
+/* A run of a read's feature values (k <= cur_left): into their cells. */
+static void read_values(rd_req *q, const resp_span *sp, size_t k)
+{
+    const uint8_t **val = q->cur_val;
+    size_t *len = q->cur_len;
+    q->cur_left -= k;
+    q->cur_val += k;
+    q->cur_len += k;
+    for (size_t j = 0; j < k; j++) {
+        size_t n = sp[j].len;
+        len[j] = n;
+        if (!sp[j].str) {
+            val[j] = NULL;
+            continue;
+        }
+        q->cur_found = 1;
+        if (!n) {
+            val[j] = rd_empty;
+            continue;
+        }
+        uint8_t *dst = val_space(q, n);
+        if (!dst) {
+            req_fail(q, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                     "the feature values read from Redis exceed the request's memory limit");
+            return;
+        }
+        memcpy(dst, sp[j].str, n);
+        val[j] = dst;
+    }
+}
+
+/* Parse what arrived. -1: the connection was dropped. */
+static int conn_parse(rd_conn *c)
+{
+    resp_item it;
+    resp_span sp[32];
+    for (;;) {
+        /* the bulk of a read: its values, a run at a time */
+        rd_req *q = c->head_cur;
+        if (q && q->kind == RD_READ && !q->finished && q->cur_left && resp_in_reply(&c->rd)) {
+            size_t k = resp_run(&c->rd, c->in, c->in_end, &c->in_start, sp,
+                                q->cur_left < 32 ? q->cur_left : 32);
+            if (k) {
+                read_values(q, sp, k);
+                continue;
+            }
+        }
+        int rc = resp_next(&c->rd, c->in, c->in_end, &c->in_start, &it);
+        if (rc == RESP_MORE)
+            break;
+        if (rc == RESP_PROTO) {
+            conn_protocol_error(c, resp_error(&c->rd));
+            return -1;
+        }
+        if (conn_item(c, &it) < 0)
+            return -1;
+    }
+    if (c->in_start == c->in_end)
+        c->in_start = c->in_end = 0;
+    return 0;
+}
+
+/* Room to receive into: at least RD_READ_MIN bytes after in_end, and the
+ * whole of a reply element whose length is known. Compacts (moves the
+ * unparsed tail to the front) only when that is short. */
+static int conn_room(rd_conn *c)
+{
+    size_t have = c->in_end - c->in_start;
+    if (!have)
+        c->in_start = c->in_end = 0;
+    size_t need = c->rd.need > have ? c->rd.need : have;
+    if (c->in_cap - c->in_end >= RD_READ_MIN && c->in_start + need <= c->in_cap)
+        return 0;
+    if (c->in_start) {
+        memmove(c->in, c->in + c->in_start, have);
+        c->in_start = 0;
+        c->in_end = have;
+    }
+    size_t cap = c->in_cap;
+    while (cap < need + RD_READ_MIN)
+        cap *= 2;
+    if (cap != c->in_cap) {
+        char *p = realloc(c->in, cap);
+        if (!p)
+            return -1;
+        c->in = p;
+        c->in_cap = cap;
+    }
+    return 0;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    rd_conn *c = arg;
+    for (;;) {
+        if (conn_room(c) < 0) {
+            conn_lost(c, "out of memory for a reply");
+            return;
+        }
+        size_t room = c->in_cap - c->in_end;
+        ssize_t n = recv(fd, c->in + c->in_end, room, 0);
+        if (n > 0) {
+            c->in_end += (size_t)n;
+            if (conn_parse(c) < 0)
+                return;
+            if ((size_t)n < room)
+                break;
+        } else if (n == 0) {
+            conn_lost(c, "connection closed by Redis");
+            return;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else if (errno != EINTR) {
+            conn_lost(c, strerror(errno));
+            return;
+        }
+    }
+    if (c->in_start == c->in_end && c->in_cap > RD_IN_KEEP) {
+        char *p = realloc(c->in, RD_IN_FIRST);
+        if (p) {
+            c->in = p;
+            c->in_cap = RD_IN_FIRST;
+            c->in_start = c->in_end = 0;
+        }
+    }
+}
+
+static void set_keepalive(int fd)
+{
+    int one = 1, idle = RD_KEEPALIVE_S, intvl = RD_KEEPALIVE_S / 3, cnt = 3;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+/* The connect completed, or the socket takes more of the output buffer. */
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    rd_conn *c = arg;
+    if (!c->connected) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            conn_lost(c, strerror(err));
+            return;
+        }
+        c->connected = 1;
+        set_keepalive(fd);
+        event_add(c->rev, NULL);
+    }
+    int err = 0;
+    pthread_mutex_lock(&c->mu);
+    while (c->out_off < c->out_len) {
+        ssize_t n =
+                send(fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            c->out_off += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        else {
+            err = n < 0 ? errno : EIO;
+            break;
+        }
+    }
+    if (!err && c->out_off == c->out_len) {
+        c->out_off = c->out_len = 0;
+        c->out_armed = 0;
+        event_del(c->wev);
+        if (c->out_cap > RD_IN_KEEP) {
+            free(c->out);
+            c->out = NULL;
+            c->out_cap = 0;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (err)
+        conn_lost(c, strerror(err));
+}
+
+static void on_kill(evutil_socket_t fd, short what, void *arg)
+{
+    rd_conn *c = arg;
+    char why[sizeof(c->broken_why)];
+    pthread_mutex_lock(&c->mu);
+    int broken = c->broken;
+    memcpy(why, c->broken_why, sizeof(why));
+    pthread_mutex_unlock(&c->mu);
+    if (broken) /* else stale: that socket is gone already */
+        conn_lost(c, why);
+}
+
+/* Requests past their deadline fail; the timer is re-armed for the next one. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    rd_conn *c = arg;
+    int64_t now = ld_mono_us(), next = INT64_MAX;
+    rd_req *expired = NULL;
+    pthread_mutex_lock(&c->mu);
+    c->dl_at = 0;
+    for (rd_req *q = c->head; q; q = q->next) {
+        rd_req *t = q->kind == RD_RETRY ? q->parent : q;
+        if (t->finished || t->expiring)
+            continue;
+        if (t->deadline_us <= now) {
+            t->expiring = 1;
+            t->xnext = expired;
+            expired = t;
+        } else if (t->deadline_us < next) {
+            next = t->deadline_us;
+        }
+    }
+    conn_arm_deadline(c, next);
+    pthread_mutex_unlock(&c->mu);
+    while (expired) {
+        rd_req *t = expired;
+        expired = t->xnext;
+        t->expiring = 0;
+        req_fail(t, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded waiting for Redis at %s",
+                 t->s->addr);
+    }
+}
+
+/* A failure before the socket exists. */
+static void conn_failed(rd_conn *c, const char *why)
+{
+    pthread_mutex_lock(&c->mu);
+    c->state = RD_CONNECTING; /* so conn_lost logs it as a failed attempt */
+    pthread_mutex_unlock(&c->mu);
+    conn_lost(c, why);
+}
+
+/* Connect (non-blocking) and queue AUTH/SELECT/SCRIPT LOAD, which go out
+ * once the connect completes; the connection takes requests after their
+ * replies. Addresses resolve as hiredis did: IPv4 first, then IPv6. */
 static void conn_start(rd_conn *c)
 {
     rd_store *s = c->s;
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
-    if (!ac || ac->err) {
-        char why[160];
-        snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        c->ac = NULL;
-        c->state = RD_CONNECTING; /* so conn_lost logs it as a failed attempt */
-        conn_lost(c, NULL, why);
-        return;
-    }
-    ac->data = c;
-    ac->c.reader->fn = &rd_reply_fns;
-    ac->c.reader->privdata = &c->replies;
-    if (redisLibeventAttach(ac, s->evb) != REDIS_OK) {
-        redisAsyncFree(ac);
-        c->state = RD_CONNECTING;
-        c->ac = NULL;
-        conn_lost(c, NULL, "cannot attach to the event loop");
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    c->ac = ac;
-    c->state = RD_CONNECTING;
-    c->setup_pending = 0;
     c->setup_failed = 0;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", s->port);
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(s->host, port, &hints, &ai);
+    if (rc != 0) {
+        hints.ai_family = AF_INET6;
+        int rc6 = getaddrinfo(s->host, port, &hints, &ai);
+        if (rc6 == 0)
+            rc = 0;
+    }
+    if (rc != 0) {
+        conn_failed(c, gai_strerror(rc));
+        return;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *p = ai; p; p = p->ai_next) {
+        fd = socket(p->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, p->ai_addr, p->ai_addrlen) == 0 || errno == EINPROGRESS)
+            break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        conn_failed(c, strerror(err));
+        return;
+    }
+    struct event *rev = event_new(s->evb, fd, EV_READ | EV_PERSIST, on_readable, c);
+    struct event *wev = event_new(s->evb, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    if (!rev || !wev) {
+        if (rev)
+            event_free(rev);
+        if (wev)
+            event_free(wev);
+        close(fd);
+        conn_failed(c, "cannot attach to the event loop");
+        return;
+    }
 
-    /* sent as soon as the socket connects, before any request */
-    char db[16];
-    snprintf(db, sizeof(db), "%d", s->db);
+    ld_buf b = LD_BUF_INIT;
+    int n = 0;
     if (s->password || s->username) {
-        const char *a3[] = {"AUTH", s->username, s->password ? s->password : ""};
-        const char *a2[] = {"AUTH", s->password};
+        cmd_hdr(&b, '*', s->username ? 3 : 2);
+        cmd_str(&b, "AUTH");
         if (s->username)
-            setup_cmd(c, 3, a3);
-        else
-            setup_cmd(c, 2, a2);
+            cmd_str(&b, s->username);
+        cmd_str(&b, s->password ? s->password : "");
+        n++;
     }
     if (s->db) {
-        const char *a[] = {"SELECT", db};
-        setup_cmd(c, 2, a);
+        cmd_hdr(&b, '*', 2);
+        cmd_str(&b, "SELECT");
+        cmd_int(&b, s->db);
+        n++;
     }
-    const char *load[] = {"SCRIPT", "LOAD", rd_script};
-    setup_cmd(c, 3, load);
+    cmd_hdr(&b, '*', 3);
+    cmd_str(&b, "SCRIPT");
+    cmd_str(&b, "LOAD");
+    cmd_str(&b, rd_script);
+    n++;
+
+    c->connected = 0;
+    c->setup_pending = n;
+    c->setup_failed = 0;
+    c->head_cur = NULL;
+    c->in_start = c->in_end = 0;
+    resp_reset(&c->rd);
+    pthread_mutex_lock(&c->mu);
+    c->fd = fd;
+    c->rev = rev;
+    c->wev = wev;
+    c->state = RD_CONNECTING;
+    c->broken = 0;
+    c->out_off = c->out_len = 0;
+    c->out_armed = 0;
+    int ok = out_append(c, b.data, b.len) == 0; /* arms wev: the connect's completion */
+    pthread_mutex_unlock(&c->mu);
+    ld_buf_free(&b);
+    if (!ok) {
+        conn_lost(c, "out of memory");
+        return;
+    }
     conn_schedule(c, RD_CONNECT_TIMEOUT_US);
 }
 
@@ -1142,31 +1554,21 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
     rd_conn *c = arg;
     if (c->s->loop_stopping)
         return;
-    if (c->state == RD_DOWN) {
+    if (c->state == RD_DOWN)
         conn_start(c);
-    } else if (c->state == RD_CONNECTING) {
-        redisAsyncContext *ac = c->ac;
-        conn_lost(c, ac, "timed out connecting");
-        redisAsyncFree(ac); /* its callbacks find c->ac changed and ignore it */
-    }
+    else if (c->state == RD_CONNECTING)
+        conn_lost(c, "timed out connecting");
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     rd_store *s = arg;
     s->loop_stopping = 1;
-    on_wake(-1, 0, s); /* dispatch fails them: the connections are going */
     for (int i = 0; i < RD_NCONN; i++) {
         rd_conn *c = &s->conns[i];
         event_del(c->timer);
-        if (c->ac) {
-            redisAsyncContext *ac = c->ac;
-            if (c->state == RD_READY)
-                __atomic_sub_fetch(&s->ready, 1, __ATOMIC_RELEASE);
-            c->state = RD_DOWN;
-            c->ac = NULL;
-            redisAsyncFree(ac); /* pending requests get NULL replies: UNAVAILABLE */
-        }
+        event_del(c->dl_timer);
+        conn_lost(c, "the store is shutting down"); /* its requests: UNAVAILABLE */
     }
     event_base_loopbreak(s->evb);
 }
@@ -1177,7 +1579,6 @@ static void *io_main(void *arg)
     event_base_loop(s->evb, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
-
 /* ------------------------------------------------------------------------ */
 /* The ops (caller threads). */
 
@@ -1188,30 +1589,10 @@ static rd_req *req_new(rd_store *s, int kind, int64_t deadline_us)
         return NULL;
     q->s = s;
     q->kind = kind;
-    q->deadline_us = deadline_us;
+    q->deadline_us = deadline_us > 0 ? deadline_us : INT64_MAX;
+    q->pending = 1;
     ld_status_clear(&q->st);
     return q;
-}
-
-static int submit(rd_store *s, rd_req *q, ld_status *st)
-{
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        req_free(q);
-        return ld_status_set(st, GRPC_STATUS_UNAVAILABLE, NULL,
-                             "the Redis online store is shutting down");
-    }
-    int was_empty = s->q_head == NULL;
-    if (s->q_tail)
-        s->q_tail->next = q;
-    else
-        s->q_head = q;
-    s->q_tail = q;
-    pthread_mutex_unlock(&s->mu);
-    if (was_empty)
-        event_active(s->wake_ev, EV_TIMEOUT, 0);
-    return 0;
 }
 
 static int oom(ld_status *st)
@@ -1253,25 +1634,38 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
             r->arena, total * sizeof *cmd_of); /* [member in (g, k) order] -> command */
     size_t *count = ld_arena_calloc(r->arena, total + 1,
                                     sizeof *count); /* [command] -> members, then offsets */
-    struct rd_member *rep_of =
+    rd_member *rep_of =
             ld_arena_alloc(r->arena, total * sizeof *rep_of); /* [command] -> first member */
     size_t *fields =
             ld_arena_calloc(r->arena, total + 1, sizeof *fields); /* [command] -> HMGET fields */
-    rd_req *q = req_new(s, RD_READ, r->deadline_us);
-    if (q) {
-        q->first = malloc((total + 1) * sizeof *q->first);
-        q->members = malloc(total * sizeof *q->members);
-        q->cmd_len = malloc(total * sizeof *q->cmd_len);
-    }
-    if (!slots || !cmd_of || !count || !rep_of || !fields || !q || !q->first || !q->members ||
-        !q->cmd_len) {
-        if (q)
-            req_free(q);
+    /* the (group, key) map by command, read by the I/O thread until done */
+    size_t *first = ld_arena_alloc(r->arena, (total + 1) * sizeof *first);
+    rd_member *members = ld_arena_alloc(r->arena, total * sizeof *members);
+    if (!slots || !cmd_of || !count || !rep_of || !fields || !first || !members)
         return oom(st);
-    }
     size_t n_cmds = 0, m = 0;
+    size_t *m0 = ld_arena_alloc(r->arena, r->n_groups * sizeof *m0); /* [group] -> first member */
+    if (!m0)
+        return oom(st);
     for (size_t g = 0; g < r->n_groups; g++) {
         const ol_read_group *gr = &r->groups[g];
+        m0[g] = m;
+        /* views of one entity share their key array (ol_serve): reuse the
+         * commands found for the first of them instead of hashing again */
+        size_t same = g;
+        for (size_t h = 0; h < g && same == g; h++)
+            if (r->groups[h].keys == gr->keys && r->groups[h].key_lens == gr->key_lens &&
+                r->groups[h].n_keys == gr->n_keys)
+                same = h;
+        if (same != g) {
+            for (size_t k = 0; k < gr->n_keys; k++, m++) {
+                size_t c = cmd_of[m0[same] + k];
+                cmd_of[m] = c;
+                count[c]++;
+                fields[c] += gr->n_features + 1;
+            }
+            continue;
+        }
         for (size_t k = 0; k < gr->n_keys; k++, m++) {
             const uint8_t *kb = gr->keys[k];
             size_t kl = gr->key_lens[k];
@@ -1280,10 +1674,10 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
             for (;; i = (i + 1) & (n_slots - 1)) {
                 if (!slots[i].cmd) {
                     slots[i] = (struct slot){h, ++n_cmds};
-                    rep_of[n_cmds - 1] = (struct rd_member){(uint32_t)g, (uint32_t)k};
+                    rep_of[n_cmds - 1] = (rd_member){(uint32_t)g, (uint32_t)k};
                     break;
                 }
-                const struct rd_member *o = &rep_of[slots[i].cmd - 1];
+                const rd_member *o = &rep_of[slots[i].cmd - 1];
                 const ol_read_group *og = &r->groups[o->g];
                 if (slots[i].h == h && og->key_lens[o->k] == kl &&
                     memcmp(og->keys[o->k], kb, kl) == 0)
@@ -1298,23 +1692,21 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
     /* members grouped by command, in (group, key) order within each */
     size_t off = 0;
     for (size_t c = 0; c < n_cmds; c++) {
-        q->first[c] = off;
+        first[c] = off;
         off += count[c];
-        count[c] = q->first[c];
+        count[c] = first[c];
     }
-    q->first[n_cmds] = off;
+    first[n_cmds] = off;
     m = 0;
     for (size_t g = 0; g < r->n_groups; g++)
         for (size_t k = 0; k < r->groups[g].n_keys; k++, m++)
-            q->members[count[cmd_of[m]]++] = (struct rd_member){(uint32_t)g, (uint32_t)k};
+            members[count[cmd_of[m]]++] = (rd_member){(uint32_t)g, (uint32_t)k};
 
     /* each group's field list ("_ts:<view>" last), formatted once */
     ld_buf gf = LD_BUF_INIT;
     size_t *gf_off = ld_arena_alloc(r->arena, (r->n_groups + 1) * sizeof *gf_off);
-    if (!gf_off) {
-        req_free(q);
+    if (!gf_off)
         return oom(st);
-    }
     for (size_t g = 0; g < r->n_groups; g++) {
         const ol_read_group *gr = &r->groups[g];
         gf_off[g] = gf.len;
@@ -1329,37 +1721,46 @@ static int rd_read(ol_store *base, ol_read *r, ld_status *st)
             memcpy(w + 8, "\r\n", 2);
         }
         gf.len += gr->n_features * 10;
-        resp_arg2(&gf, "_ts:", 4, gr->table, strlen(gr->table));
+        cmd_arg2(&gf, "_ts:", 4, gr->table, strlen(gr->table));
     }
     gf_off[r->n_groups] = gf.len;
 
-    q->r = r;
-    q->n_cmds = n_cmds;
     size_t plen = strlen(r->project), need = 0;
-    for (size_t i = 0; i < q->first[n_cmds]; i++) {
-        const struct rd_member *rm = &q->members[i];
+    for (size_t i = 0; i < first[n_cmds]; i++) {
+        const rd_member *rm = &members[i];
         need += gf_off[rm->g + 1] - gf_off[rm->g] + 64 + r->groups[rm->g].key_lens[rm->k] + plen;
     }
-    ld_buf_reserve(&q->cmds, need);
+    ld_buf cmds = LD_BUF_INIT;
+    ld_buf_reserve(&cmds, need);
     for (size_t c = 0; c < n_cmds; c++) {
-        size_t start = q->cmds.len;
-        const struct rd_member *rm = &rep_of[c];
+        const rd_member *rm = &rep_of[c];
         const ol_read_group *rg = &r->groups[rm->g];
-        resp_hdr(&q->cmds, '*', fields[c] + 2);
-        resp_arg(&q->cmds, "HMGET", 5);
-        resp_arg2(&q->cmds, rg->keys[rm->k], rg->key_lens[rm->k], r->project, plen);
-        for (size_t i = q->first[c]; i < q->first[c + 1]; i++) {
-            size_t g = q->members[i].g, n = gf_off[g + 1] - gf_off[g];
-            memcpy(q->cmds.data + q->cmds.len, gf.data + gf_off[g], n); /* reserved above */
-            q->cmds.len += n;
+        cmd_hdr(&cmds, '*', fields[c] + 2);
+        cmd_arg(&cmds, "HMGET", 5);
+        cmd_arg2(&cmds, rg->keys[rm->k], rg->key_lens[rm->k], r->project, plen);
+        for (size_t i = first[c]; i < first[c + 1]; i++) {
+            size_t g = members[i].g, n = gf_off[g + 1] - gf_off[g];
+            memcpy(cmds.data + cmds.len, gf.data + gf_off[g], n); /* reserved above */
+            cmds.len += n;
         }
-        q->cmds.data[q->cmds.len] = '\0';
-        q->cmd_len[c] = q->cmds.len - start;
+        cmds.data[cmds.len] = '\0';
     }
     ld_buf_free(&gf);
-    return submit(s, q, st);
-}
 
+    rd_req *q = req_new(s, RD_READ, r->deadline_us);
+    if (!q) {
+        ld_buf_free(&cmds);
+        return oom(st);
+    }
+    q->r = r;
+    q->n_cmds = n_cmds;
+    q->first = first;
+    q->members = members;
+    q->want = fields;
+    int rc = submit(s, q, cmds.data, cmds.len, st);
+    ld_buf_free(&cmds);
+    return rc;
+}
 /* Append one row's command(s): EVALSHA (EVAL when eval) of the script, or
  * HSET [+ EXPIRE] with skip_dedup. Stores each command's length in lens and
  * returns how many there are (1 or 2). */
@@ -1373,22 +1774,22 @@ static size_t format_row(ld_buf *b, const rd_store *s, const ol_write *w, size_t
     int64_t sec, nanos;
     size_t tslen = ts_encode(rw->event_ts_us, ts, &sec, &nanos);
     if (s->skip_dedup) {
-        resp_hdr(b, '*', 4 + 2 * nf);
-        resp_arg(b, "HSET", 4);
-        resp_arg2(b, rw->key, rw->key_len, w->project, plen);
+        cmd_hdr(b, '*', 4 + 2 * nf);
+        cmd_arg(b, "HSET", 4);
+        cmd_arg2(b, rw->key, rw->key_len, w->project, plen);
     } else {
-        resp_hdr(b, '*', 9 + 2 * nf);
-        resp_str(b, eval ? "EVAL" : "EVALSHA");
-        resp_str(b, eval ? rd_script : rd_script_sha);
-        resp_arg(b, "1", 1);
-        resp_arg2(b, rw->key, rw->key_len, w->project, plen);
+        cmd_hdr(b, '*', 9 + 2 * nf);
+        cmd_str(b, eval ? "EVAL" : "EVALSHA");
+        cmd_str(b, eval ? rd_script : rd_script_sha);
+        cmd_arg(b, "1", 1);
+        cmd_arg2(b, rw->key, rw->key_len, w->project, plen);
     }
-    resp_arg2(b, "_ts:", 4, w->table, tlen);
-    resp_arg(b, ts, tslen);
+    cmd_arg2(b, "_ts:", 4, w->table, tlen);
+    cmd_arg(b, ts, tslen);
     if (!s->skip_dedup) {
-        resp_int(b, sec);
-        resp_int(b, nanos);
-        resp_int(b, s->key_ttl_seconds);
+        cmd_int(b, sec);
+        cmd_int(b, nanos);
+        cmd_int(b, s->key_ttl_seconds);
     }
     for (size_t f = 0; f < nf; f++) {
         unsigned char h[4];
@@ -1396,19 +1797,19 @@ static size_t format_row(ld_buf *b, const rd_store *s, const ol_write *w, size_t
             memcpy(h, w->fields[f], 4);
         else
             ld_murmur3_feature_field(w->table, w->features[f], h);
-        resp_arg(b, h, 4);
+        cmd_arg(b, h, 4);
         /* a missing value is an empty Value (b""), as Feast writes None */
         const uint8_t *v = rw->val ? rw->val[f] : NULL;
-        resp_arg(b, v ? v : rd_empty, v ? rw->val_len[f] : 0);
+        cmd_arg(b, v ? v : rd_empty, v ? rw->val_len[f] : 0);
     }
     lens[0] = b->len - start;
     if (!s->skip_dedup || s->key_ttl_seconds <= 0)
         return 1;
     start = b->len;
-    resp_hdr(b, '*', 3);
-    resp_arg(b, "EXPIRE", 6);
-    resp_arg2(b, rw->key, rw->key_len, w->project, plen);
-    resp_int(b, s->key_ttl_seconds);
+    cmd_hdr(b, '*', 3);
+    cmd_arg(b, "EXPIRE", 6);
+    cmd_arg2(b, rw->key, rw->key_len, w->project, plen);
+    cmd_int(b, s->key_ttl_seconds);
     lens[1] = b->len - start;
     return 2;
 }
@@ -1427,14 +1828,17 @@ static int rd_write(ol_store *base, ol_write *w, ld_status *st)
         return set_unavailable(s, st);
 
     rd_req *q = req_new(s, RD_WRITE, w->deadline_us);
-    if (!q || !(q->cmd_len = malloc(w->n_rows * 2 * sizeof(*q->cmd_len)))) {
-        free(q);
+    if (!q)
         return oom(st);
-    }
     q->w = w;
-    for (size_t row = 0; row < w->n_rows; row++)
-        q->n_cmds += format_row(&q->cmds, s, w, row, 0, q->cmd_len + q->n_cmds);
-    return submit(s, q, st);
+    ld_buf cmds = LD_BUF_INIT;
+    for (size_t row = 0; row < w->n_rows; row++) {
+        size_t lens[2];
+        q->n_cmds += format_row(&cmds, s, w, row, 0, lens);
+    }
+    int rc = submit(s, q, cmds.data, cmds.len, st);
+    ld_buf_free(&cmds);
+    return rc;
 }
 
 static int rd_healthy(ol_store *base)
@@ -1448,37 +1852,29 @@ static void rd_free(ol_store *base)
     rd_store *s = (rd_store *)base;
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stopping = 1;
-    pthread_mutex_unlock(&s->mu);
     if (s->thread_started) {
         event_active(s->stop_ev, EV_TIMEOUT, 0);
         pthread_join(s->thread, NULL);
     }
-    /* anything queued after the loop's last look (none in practice) */
-    rd_req *q = s->q_head;
-    s->q_head = s->q_tail = NULL;
-    while (q) {
-        rd_req *next = q->next;
-        ld_status_set(&q->st, GRPC_STATUS_UNAVAILABLE, NULL,
-                      "the Redis online store is shutting down");
-        req_finish(q);
-        req_free(q);
-        q = next;
-    }
     for (int i = 0; i < RD_NCONN; i++) {
         rd_conn *c = &s->conns[i];
-        if (c->ac) {
-            redisAsyncContext *ac = c->ac;
-            c->ac = NULL;
-            redisAsyncFree(ac);
-        }
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        if (c->fd >= 0)
+            close(c->fd);
         if (c->timer)
             event_free(c->timer);
-        ld_arena_destroy(&c->replies);
+        if (c->dl_timer)
+            event_free(c->dl_timer);
+        if (c->kill_ev)
+            event_free(c->kill_ev);
+        free(c->in);
+        free(c->out);
+        if (c->s)
+            pthread_mutex_destroy(&c->mu);
     }
-    if (s->wake_ev)
-        event_free(s->wake_ev);
     if (s->stop_ev)
         event_free(s->stop_ev);
     if (s->evb)
@@ -1517,6 +1913,8 @@ ol_store *ol_store_redis_new(const ld_config *cfg, ld_status *st)
         return NULL;
     }
     s->base.ops = &rd_ops;
+    for (int i = 0; i < RD_NCONN; i++)
+        s->conns[i].fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1535,20 +1933,23 @@ ol_store *ol_store_redis_new(const ld_config *cfg, ld_status *st)
     s->skip_dedup = rc->skip_dedup;
 
     s->evb = event_base_new();
-    if (s->evb) {
-        s->wake_ev = event_new(s->evb, -1, 0, on_wake, s);
+    if (s->evb)
         s->stop_ev = event_new(s->evb, -1, 0, on_stop, s);
-    }
-    int ok = s->evb && s->wake_ev && s->stop_ev;
+    int ok = s->evb && s->stop_ev;
     for (int i = 0; i < RD_NCONN && ok; i++) {
         rd_conn *c = &s->conns[i];
         c->s = s;
         c->id = i;
-        ld_arena_init(&c->replies, c->replies_first, sizeof(c->replies_first), 0);
+        pthread_mutex_init(&c->mu, NULL);
         c->state = RD_DOWN;
         c->backoff_us = RD_BACKOFF_MIN_US;
+        resp_init(&c->rd, RD_MAX_BULK, RD_MAX_ARRAY, 0);
+        c->in = malloc(RD_IN_FIRST);
+        c->in_cap = RD_IN_FIRST;
         c->timer = evtimer_new(s->evb, on_conn_timer, c);
-        ok = c->timer != NULL;
+        c->dl_timer = evtimer_new(s->evb, on_deadline, c);
+        c->kill_ev = event_new(s->evb, -1, 0, on_kill, c);
+        ok = c->in && c->timer && c->dl_timer && c->kill_ev;
         if (ok)
             conn_schedule(c, 0); /* first connect, from the loop */
     }
@@ -1558,7 +1959,7 @@ ol_store *ol_store_redis_new(const ld_config *cfg, ld_status *st)
         return NULL;
     }
 
-    /* the I/O thread takes no signals (SIGPIPE on a dead socket, SIGTERM) */
+    /* the I/O thread takes no signals (SIGTERM); sockets use MSG_NOSIGNAL */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -7,11 +7,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -444,6 +446,183 @@ static void redis_kill(pid_t pid)
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
+}
+
+/* ---- a fake Redis that answers HMGET with bytes a test chooses ---------- */
+
+/* What the fake answers to an HMGET of n fields. */
+enum {
+    FK_NILS,        /* n nulls */
+    FK_VALUES,      /* n copies of "hello", sent one byte at a time */
+    FK_BIG_BULK,    /* a bulk length over the store's limit */
+    FK_BIG_ARRAY,   /* an array count over the store's limit */
+    FK_NESTED,      /* an array inside the array */
+    FK_RESP3,       /* a RESP3 map */
+    FK_BAD_LENGTH,  /* "$12abc" */
+    FK_NO_CRLF,     /* a bulk string not followed by CRLF */
+    FK_WRONG_COUNT, /* a well-formed array of the wrong length */
+    FK_ERROR,       /* -ERR boom */
+    FK_TWICE,       /* the right answer, then an extra one nobody asked for */
+};
+
+typedef struct fake {
+    int lfd;
+    int port;
+    pthread_t th;
+    int mode;     /* atomic */
+    int stop;     /* atomic */
+    int accepted; /* connections accepted; atomic */
+} fake;
+
+static void fake_send(int fd, const char *p, size_t n, int bytewise)
+{
+    while (n) {
+        ssize_t w = send(fd, p, bytewise ? 1 : n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+        if (bytewise)
+            sleep_ms(0);
+    }
+}
+
+static void fake_answer(fake *f, int fd, const redisReply *cmd)
+{
+    if (cmd->type != REDIS_REPLY_ARRAY || cmd->elements < 1)
+        return;
+    const char *name = cmd->element[0]->str;
+    if (strcasecmp(name, "HMGET") != 0) {
+        fake_send(fd, ":1\r\n", 4, 0); /* SCRIPT LOAD, EVALSHA...: anything but an error */
+        return;
+    }
+    size_t n = cmd->elements - 2;
+    ld_buf b = LD_BUF_INIT;
+    int mode = __atomic_load_n(&f->mode, __ATOMIC_ACQUIRE);
+    switch (mode) {
+    case FK_NILS:
+    case FK_TWICE:
+        ld_buf_printf(&b, "*%zu\r\n", n);
+        for (size_t i = 0; i < n; i++)
+            ld_buf_puts(&b, "$-1\r\n");
+        if (mode == FK_TWICE)
+            ld_buf_puts(&b, "*1\r\n$-1\r\n");
+        break;
+    case FK_VALUES:
+        ld_buf_printf(&b, "*%zu\r\n", n);
+        for (size_t i = 0; i < n; i++)
+            ld_buf_puts(&b, "$5\r\nhello\r\n");
+        break;
+    case FK_BIG_BULK:
+        ld_buf_printf(&b, "*%zu\r\n$99999999999\r\n", n);
+        break;
+    case FK_BIG_ARRAY:
+        ld_buf_puts(&b, "*99999999999\r\n");
+        break;
+    case FK_NESTED:
+        ld_buf_printf(&b, "*%zu\r\n*1\r\n$1\r\na\r\n", n);
+        break;
+    case FK_RESP3:
+        ld_buf_puts(&b, "%1\r\n+a\r\n+b\r\n");
+        break;
+    case FK_BAD_LENGTH:
+        ld_buf_puts(&b, "$12abc\r\n");
+        break;
+    case FK_NO_CRLF:
+        ld_buf_printf(&b, "*%zu\r\n$2\r\nabcd\r\n", n);
+        break;
+    case FK_WRONG_COUNT:
+        ld_buf_printf(&b, "*%zu\r\n", n + 1);
+        for (size_t i = 0; i <= n; i++)
+            ld_buf_puts(&b, "$-1\r\n");
+        break;
+    case FK_ERROR:
+        ld_buf_puts(&b, "-ERR boom\r\n");
+        break;
+    }
+    fake_send(fd, b.data, b.len, mode == FK_VALUES);
+    ld_buf_free(&b);
+}
+
+static void *fake_main(void *arg)
+{
+    fake *f = arg;
+    enum { MAXC = 16 };
+    struct pollfd pf[MAXC + 1];
+    redisReader *rd[MAXC + 1];
+    int n = 1;
+    pf[0] = (struct pollfd){.fd = f->lfd, .events = POLLIN};
+    while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+        if (poll(pf, (nfds_t)n, 20) <= 0)
+            continue;
+        if ((pf[0].revents & POLLIN) && n <= MAXC) {
+            int fd = accept(f->lfd, NULL, NULL);
+            if (fd >= 0) {
+                pf[n] = (struct pollfd){.fd = fd, .events = POLLIN};
+                rd[n] = redisReaderCreate();
+                n++;
+                __atomic_add_fetch(&f->accepted, 1, __ATOMIC_RELEASE);
+            }
+        }
+        for (int i = 1; i < n; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[65536];
+            ssize_t got = recv(pf[i].fd, buf, sizeof(buf), 0);
+            if (got > 0) {
+                redisReaderFeed(rd[i], buf, (size_t)got);
+                void *cmd;
+                while (redisReaderGetReply(rd[i], &cmd) == REDIS_OK && cmd) {
+                    fake_answer(f, pf[i].fd, cmd);
+                    freeReplyObject(cmd);
+                }
+                continue;
+            }
+            close(pf[i].fd);
+            redisReaderFree(rd[i]);
+            pf[i] = pf[n - 1];
+            rd[i] = rd[n - 1];
+            n--;
+            i--;
+        }
+    }
+    for (int i = 1; i < n; i++) {
+        close(pf[i].fd);
+        redisReaderFree(rd[i]);
+    }
+    return NULL;
+}
+
+static int fake_start(fake *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    if (bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(f->lfd, 16) < 0) {
+        close(f->lfd);
+        return -1;
+    }
+    getsockname(f->lfd, (struct sockaddr *)&sa, &len);
+    f->port = ntohs(sa.sin_port);
+    return pthread_create(&f->th, NULL, fake_main, f) == 0 ? 0 : -1;
+}
+
+static void fake_stop(fake *f)
+{
+    __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+}
+
+/* One read of two features of one key against the fake; returns the code. */
+static int fake_read(ol_store *s, ld_arena *a, ol_read_group *g, ld_status *st)
+{
+    const char *f[] = {"a", "b"};
+    int64_t id = 1;
+    group_set(a, g, "v", f, 2, &id, 1);
+    ol_read r = {.project = "p", .groups = g, .n_groups = 1, .arena = a};
+    return run_read(s, &r, st);
 }
 
 /* ======================================================================== */
@@ -1224,6 +1403,78 @@ LD_TEST(deadline_exceeded)
     redis_kill(pid);
 }
 
+/* A request with an earlier deadline than those already waiting on its
+ * connection re-arms the connection's timer: it fails on time, not when
+ * the earlier requests' deadline comes. */
+LD_TEST(deadline_earlier_than_queued)
+{
+    int port = free_port();
+    pid_t pid = redis_start(port, NULL, NULL);
+    LD_CHECK(pid > 0);
+    if (pid < 0)
+        return;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    ld_status st = LD_STATUS_INIT;
+    ol_store *s = store_open(addr, 0, 0, &st);
+    LD_CHECK(s != NULL);
+    if (!s) {
+        redis_kill(pid);
+        return;
+    }
+    kill(pid, SIGSTOP);
+    enum { K = 6 }; /* 3 long then 3 short: each connection gets one of each */
+    const char *f[] = {"conv_rate"};
+    int64_t id = 1;
+    ld_arena ka[K];
+    ol_read_group kg[K];
+    ol_read kr[K];
+    waiter kw[K];
+    int64_t t0 = ld_mono_us();
+    for (int i = 0; i < K; i++) {
+        ld_arena_init(&ka[i], NULL, 0, 0);
+        group_set(&ka[i], &kg[i], "v", f, 1, &id, 1);
+        kr[i] = (ol_read){.project = "p",
+                          .groups = &kg[i],
+                          .n_groups = 1,
+                          .arena = &ka[i],
+                          .deadline_us = t0 + (i < K / 2 ? 3000000 : 60000),
+                          .done = read_done,
+                          .arg = &kw[i]};
+        waiter_init(&kw[i]);
+        LD_CHECK_INT(s->ops->read(s, &kr[i], &st), 0);
+    }
+    for (int i = K / 2; i < K; i++) {
+        waiter_wait(&kw[i]);
+        LD_CHECK_INT(kw[i].st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    }
+    int64_t took = ld_mono_us() - t0;
+    printf("# the short deadlines fired after %.0f ms\n", took / 1e3);
+    LD_CHECK(took >= 50000 && took < 1500000);
+    for (int i = 0; i < K / 2; i++) {
+        pthread_mutex_lock(&kw[i].mu);
+        LD_CHECK_INT(kw[i].done, 0); /* the long ones still wait */
+        pthread_mutex_unlock(&kw[i].mu);
+    }
+    for (int i = 0; i < K / 2; i++) {
+        waiter_wait(&kw[i]);
+        LD_CHECK_INT(kw[i].st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    }
+    LD_CHECK(ld_mono_us() - t0 >= 2900000);
+    kill(pid, SIGCONT);
+    for (int i = 0; i < K; i++) {
+        LD_CHECK_INT(kw[i].calls, 1);
+        waiter_fini(&kw[i]);
+        ld_arena_destroy(&ka[i]);
+    }
+    /* the late replies are read and dropped; the store serves on */
+    float got;
+    int64_t ts;
+    LD_CHECK_INT(get1(s, "p", "v", "conv_rate", 1, &got, &ts), 0);
+    s->ops->free(s);
+    redis_kill(pid);
+}
+
 LD_TEST(auth_and_db)
 {
     int port = free_port();
@@ -1280,6 +1531,204 @@ LD_TEST(auth_and_db)
         s->ops->free(s);
     }
     redis_kill(pid);
+}
+
+/* Views of one entity share one key array (as ol_serve builds them): the
+ * store reuses the first view's commands for the others; a view with equal
+ * keys in an array of its own is matched by content. Each cell must come
+ * from its own view's fields. */
+LD_TEST(shared_keys)
+{
+    ol_store *s = store_open_db(11, 0, 0);
+    if (!s)
+        return;
+    char project[64];
+    project_name(project, sizeof(project), "shared");
+    ld_arena a;
+    ld_arena_init(&a, NULL, 0, 0);
+    const char *fa[] = {"x", "y"};
+    const char *fb[] = {"z"};
+    ld_status st;
+    for (int v = 0; v < 2; v++) {
+        ol_write w;
+        write_init(&a, &w, project, v ? "vb" : "va", v ? fb : fa, v ? 1 : 2, 3);
+        for (int i = 0; i < 3; i++) {
+            const Feast__Types__Value *vals[] = {ld_value_int64(&a, v * 100 + i * 10),
+                                                 ld_value_int64(&a, v * 100 + i * 10 + 1)};
+            row_set(&a, &w, (size_t)i, 7 + i, T0_US + v * 1000 + i, vals);
+        }
+        LD_CHECK_INT(run_write(s, &w, &st), 0);
+    }
+    int64_t ids[] = {9, 7, 8, 42};
+    ol_read_group g[3];
+    group_set(&a, &g[0], "va", fa, 2, ids, 4);
+    group_set(&a, &g[1], "vb", fb, 1, ids, 4);
+    g[1].keys = g[0].keys; /* shared, as ol_serve does */
+    g[1].key_lens = g[0].key_lens;
+    group_set(&a, &g[2], "vb", fb, 1, ids + 1, 2); /* equal keys, own array */
+    ol_read r = {.project = project, .groups = g, .n_groups = 3, .arena = &a};
+    LD_CHECK_INT(run_read(s, &r, &st), 0);
+    for (int k = 0; k < 4; k++) {
+        int i = (int)ids[k] - 7; /* row index, 35 for the missing key */
+        int found = k < 3;
+        LD_CHECK_INT(g[0].found[k], found);
+        LD_CHECK_INT(g[1].found[k], found);
+        if (!found) {
+            LD_CHECK(g[0].val[k * 2] == NULL && g[1].val[k] == NULL);
+            continue;
+        }
+        LD_CHECK(cell_is(&a, &g[0], (size_t)k, 0, ld_value_int64(&a, i * 10)));
+        LD_CHECK(cell_is(&a, &g[0], (size_t)k, 1, ld_value_int64(&a, i * 10 + 1)));
+        LD_CHECK(cell_is(&a, &g[1], (size_t)k, 0, ld_value_int64(&a, 100 + i * 10)));
+        LD_CHECK_INT(g[0].event_ts_us[k], T0_US + i);
+        LD_CHECK_INT(g[1].event_ts_us[k], T0_US + 1000 + i);
+    }
+    for (int k = 0; k < 2; k++) {
+        int i = (int)ids[k + 1] - 7;
+        LD_CHECK_INT(g[2].found[k], 1);
+        LD_CHECK(cell_is(&a, &g[2], (size_t)k, 0, ld_value_int64(&a, 100 + i * 10)));
+    }
+    ld_arena_destroy(&a);
+    s->ops->free(s);
+}
+
+/* Replies the store cannot read fail the request they answer (INTERNAL) and
+ * drop the connection, which comes back at once; the store never crashes
+ * and keeps serving. Replies that are well-formed but wrong fail the request
+ * and keep the connection. A reply split into single bytes reads fine. */
+LD_TEST(malformed_replies)
+{
+    fake f;
+    LD_CHECK_INT(fake_start(&f), 0);
+    char conn[64];
+    snprintf(conn, sizeof(conn), "127.0.0.1:%d", f.port);
+    ld_status st = LD_STATUS_INIT;
+    ol_store *s = store_open(conn, 0, 0, &st);
+    LD_CHECK(s != NULL);
+    if (!s) {
+        fake_stop(&f);
+        return;
+    }
+    LD_CHECK_INT(s->ops->healthy(s), 1);
+    ld_arena a;
+    ld_arena_init(&a, NULL, 0, 0);
+    ol_read_group g;
+
+    __atomic_store_n(&f.mode, FK_NILS, __ATOMIC_RELEASE);
+    LD_CHECK_INT(fake_read(s, &a, &g, &st), 0);
+    LD_CHECK_INT(g.found[0], 0);
+    LD_CHECK(g.val[0] == NULL && g.val[1] == NULL);
+
+    __atomic_store_n(&f.mode, FK_VALUES, __ATOMIC_RELEASE);
+    LD_CHECK_INT(fake_read(s, &a, &g, &st), 0);
+    LD_CHECK_INT(g.found[0], 1);
+    for (int i = 0; i < 2; i++)
+        LD_CHECK(g.val[i] && g.val_len[i] == 5 && !memcmp(g.val[i], "hello", 5));
+
+    static const struct {
+        int mode;
+        int drops;
+        const char *msg;
+    } cases[] = {
+            {FK_BIG_BULK, 1, "exceeds the limit"},
+            {FK_BIG_ARRAY, 1, "exceeds the limit"},
+            {FK_NESTED, 1, "nested array"},
+            {FK_RESP3, 1, "unknown reply type"},
+            {FK_BAD_LENGTH, 1, "malformed number"},
+            {FK_NO_CRLF, 1, "not followed by CRLF"},
+            {FK_WRONG_COUNT, 0, "4 elements, expected 3"},
+            {FK_ERROR, 0, "ERR boom"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int before = __atomic_load_n(&f.accepted, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&f.mode, cases[i].mode, __ATOMIC_RELEASE);
+        int code = fake_read(s, &a, &g, &st);
+        LD_CHECK_INT(code, GRPC_STATUS_INTERNAL);
+        if (!strstr(st.msg, cases[i].msg))
+            printf("# case %zu: '%s' lacks '%s'\n", i, st.msg, cases[i].msg);
+        LD_CHECK(strstr(st.msg, cases[i].msg) != NULL);
+        if (cases[i].drops)
+            LD_CHECK(strstr(st.msg, "malformed reply") != NULL);
+
+        /* the store keeps serving (the other connections, then this one) */
+        __atomic_store_n(&f.mode, FK_NILS, __ATOMIC_RELEASE);
+        LD_CHECK_INT(fake_read(s, &a, &g, &st), 0);
+        int64_t t = ld_mono_us();
+        while (__atomic_load_n(&f.accepted, __ATOMIC_ACQUIRE) == before &&
+               ld_mono_us() - t < 2000000)
+            sleep_ms(5);
+        sleep_ms(50);
+        int now = __atomic_load_n(&f.accepted, __ATOMIC_ACQUIRE);
+        LD_CHECK_INT(now - before, cases[i].drops);
+        for (int k = 0; k < 6; k++) /* every connection, round-robin */
+            LD_CHECK_INT(fake_read(s, &a, &g, &st), 0);
+        LD_CHECK_INT(s->ops->healthy(s), 1);
+    }
+
+    /* an extra reply no request asked for drops the connection after the
+     * request before it got its answer */
+    int before = __atomic_load_n(&f.accepted, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&f.mode, FK_TWICE, __ATOMIC_RELEASE);
+    LD_CHECK_INT(fake_read(s, &a, &g, &st), 0);
+    __atomic_store_n(&f.mode, FK_NILS, __ATOMIC_RELEASE);
+    int64_t t = ld_mono_us();
+    while (__atomic_load_n(&f.accepted, __ATOMIC_ACQUIRE) == before && ld_mono_us() - t < 2000000)
+        sleep_ms(5);
+    LD_CHECK_INT(__atomic_load_n(&f.accepted, __ATOMIC_ACQUIRE) - before, 1);
+    LD_CHECK_INT(fake_read(s, &a, &g, &st), 0);
+
+    ld_arena_destroy(&a);
+    s->ops->free(s);
+    fake_stop(&f);
+}
+
+/* Values far larger than a connection's receive buffer, in a write larger
+ * than the socket takes at once (the rest is sent from the output buffer). */
+LD_TEST(big_values)
+{
+    ol_store *s = store_open_db(12, 0, 0);
+    if (!s)
+        return;
+    char project[64];
+    project_name(project, sizeof(project), "big");
+    ld_arena a;
+    ld_arena_init(&a, NULL, 0, 0);
+    enum { ROWS = 12, SIZE = 1536 * 1024 };
+    const char *f[] = {"blob", "small"};
+    char *blob = malloc(SIZE);
+    ol_write w;
+    write_init(&a, &w, project, "big", f, 2, ROWS);
+    const Feast__Types__Value *want[ROWS];
+    for (int i = 0; i < ROWS; i++) {
+        for (size_t k = 0; k < SIZE; k++)
+            blob[k] = (char)('a' + (k * 7 + (size_t)i) % 26);
+        want[i] = ld_value_string(&a, blob, SIZE - (size_t)i * 1000);
+        const Feast__Types__Value *v[] = {want[i], ld_value_int64(&a, i)};
+        row_set(&a, &w, (size_t)i, 100 + i, T0_US + i, v);
+    }
+    free(blob);
+    ld_status st;
+    LD_CHECK_INT(run_write(s, &w, &st), 0);
+
+    int64_t ids[ROWS];
+    for (int i = 0; i < ROWS; i++)
+        ids[i] = 100 + i;
+    ol_read_group g;
+    group_set(&a, &g, "big", f, 2, ids, ROWS);
+    ol_read r = {.project = project, .groups = &g, .n_groups = 1, .arena = &a};
+    LD_CHECK_INT(run_read(s, &r, &st), 0);
+    for (int i = 0; i < ROWS; i++) {
+        LD_CHECK_INT(g.found[i], 1);
+        LD_CHECK_INT(g.event_ts_us[i], T0_US + i);
+        LD_CHECK(cell_is(&a, &g, (size_t)i, 0, want[i]));
+        LD_CHECK(cell_is(&a, &g, (size_t)i, 1, ld_value_int64(&a, i)));
+    }
+    /* and small reads still work on the same connections */
+    float got;
+    int64_t ts;
+    LD_CHECK_INT(get1(s, project, "big", "blob", 999, &got, &ts), 0);
+    ld_arena_destroy(&a);
+    s->ops->free(s);
 }
 
 LD_TEST_MAIN
