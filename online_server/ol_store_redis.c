@@ -6,8 +6,14 @@
  * event time.
  *
  * Connections. The store owns a few TCP connections to Redis (RD_NCONN),
- * shared by every request and pipelined: it speaks RESP itself, formatting
- * commands here and reading replies with ol_resp. hiredis is not used.
+ * shared by every request and pipelined. hiredis opens each one: it
+ * resolves and connects (non-blocking), sends AUTH, SELECT and SCRIPT LOAD
+ * and reads their replies; then it lets go of the socket (redisFreeKeepFd)
+ * and the store speaks RESP on it itself, formatting commands here and
+ * reading replies with ol_resp. Why not hiredis's reader for the replies of
+ * reads: it moves its buffer after every reply and builds an object per
+ * array element, which was 2.1M of the 4.0M instructions of a 100-row,
+ * 50-feature call (bench/README.md); ol_resp decodes the values in place.
  *
  * Threads. read() and write() run on the caller's thread (a gRPC worker, the
  * HTTP loop): they format all the request's commands into one buffer, pick a
@@ -54,10 +60,10 @@
  * resends that row as EVAL.
  *
  * Setup. A new connection sends AUTH (password, username), SELECT (db) and
- * SCRIPT LOAD before it takes requests; an error reply to any of them drops
+ * SCRIPT LOAD through hiredis before it takes requests; an error reply to any of them drops
  * it and is kept as the reason requests are refused. TLS (ssl=true) is
- * refused at start-up: Debian's hiredis 0.14 had none either, so the old
- * store could not do it; use a TLS tunnel.
+ * refused at start-up: Debian's hiredis 0.14 has no TLS to open such a
+ * connection with; use a TLS tunnel.
  *
  * Failure. A request arriving while no connection is up fails at once with
  * UNAVAILABLE; requests on a connection that drops fail with UNAVAILABLE.
@@ -73,7 +79,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -88,6 +93,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <hiredis/hiredis.h>
 
 #include "ld_hash.h"
 #include "ld_log.h"
@@ -223,6 +229,7 @@ struct rd_conn {
     struct event *dl_timer;  /* earliest deadline */
     struct event *kill_ev;   /* a caller saw the socket fail */
     int connected;           /* the TCP connect completed */
+    redisContext *hs;        /* hiredis, while it connects and runs the setup; then NULL */
     int setup_pending;       /* AUTH/SELECT/SCRIPT LOAD replies still due */
     int setup_failed;
     int failing; /* in a streak of failed attempts (logged once) */
@@ -1067,6 +1074,10 @@ static void conn_lost(rd_conn *c, const char *why)
     if (wev)
         event_free(wev);
     event_del(c->dl_timer);
+    if (c->hs) {
+        redisFreeKeepFd(c->hs); /* the fd is ours to close */
+        c->hs = NULL;
+    }
     if (fd >= 0)
         close(fd);
     c->connected = 0;
@@ -1120,15 +1131,15 @@ static void conn_ready(rd_conn *c)
     note_tried(c);
 }
 
-/* A reply to AUTH, SELECT or SCRIPT LOAD. -1: the connection was dropped. */
-static int setup_item(rd_conn *c, const resp_item *it)
+/* hiredis's reply to AUTH, SELECT or SCRIPT LOAD. -1: the connection was dropped. */
+static int setup_reply(rd_conn *c, const redisReply *rep)
 {
     rd_store *s = c->s;
     c->setup_pending--;
-    if (it->type == RESP_ERROR || it->type == RESP_ARRAY) {
+    if (rep->type == REDIS_REPLY_ERROR || rep->type == REDIS_REPLY_ARRAY) {
         char msg[256];
-        if (it->type == RESP_ERROR)
-            snprintf(msg, sizeof(msg), "%.*s", quote_len(it->len), it->str);
+        if (rep->type == REDIS_REPLY_ERROR)
+            snprintf(msg, sizeof(msg), "%.*s", quote_len(rep->len), rep->str);
         else
             snprintf(msg, sizeof(msg), "unexpected reply to the connection setup");
         if (!c->failing)
@@ -1138,11 +1149,10 @@ static int setup_item(rd_conn *c, const resp_item *it)
         conn_lost(c, msg);
         return -1;
     }
-    if (it->type == RESP_BULK && it->len == 40 && memcmp(it->str, rd_script_sha, 40) != 0)
+    if (rep->type == REDIS_REPLY_STRING && rep->len == 40 &&
+        memcmp(rep->str, rd_script_sha, 40) != 0)
         ld_error("redis: SCRIPT LOAD answered %.40s, expected %s (writes fall back to EVAL)",
-                 it->str, rd_script_sha);
-    if (c->setup_pending == 0)
-        conn_ready(c);
+                 rep->str, rd_script_sha);
     return 0;
 }
 
@@ -1163,7 +1173,7 @@ static void conn_protocol_error(rd_conn *c, const char *what)
     char why[200];
     snprintf(why, sizeof(why), "malformed reply: %s", what);
     ld_warn("redis: %s sent a malformed reply (%s)", s->addr, what);
-    rd_req *q = c->setup_pending ? NULL : conn_head(c);
+    rd_req *q = conn_head(c);
     if (q)
         req_fail(q->kind == RD_RETRY ? q->parent : q, GRPC_STATUS_INTERNAL,
                  "Redis at %s sent a malformed reply: %s", s->addr, what);
@@ -1174,8 +1184,6 @@ static void conn_protocol_error(rd_conn *c, const char *what)
  * connection was dropped. */
 static int conn_item(rd_conn *c, const resp_item *it)
 {
-    if (c->setup_pending)
-        return setup_item(c, it);
     rd_req *q = c->head_cur;
     if (!q) {
         q = conn_head(c);
@@ -1302,9 +1310,49 @@ static int conn_room(rd_conn *c)
     return 0;
 }
 
+/* The setup's replies, read and parsed by hiredis. Once all are in, the
+ * socket is ours: hiredis lets go of it and the connection takes requests. */
+static void setup_readable(rd_conn *c)
+{
+    redisContext *hs = c->hs;
+    if (redisBufferRead(hs) != REDIS_OK) {
+        conn_lost(c, hs->errstr[0] ? hs->errstr : "connection closed by Redis");
+        return;
+    }
+    while (c->setup_pending > 0) {
+        void *rep = NULL;
+        if (redisGetReplyFromReader(hs, &rep) != REDIS_OK) {
+            conn_lost(c, hs->errstr[0] ? hs->errstr : "malformed reply to the connection setup");
+            return;
+        }
+        if (!rep)
+            return; /* more to come */
+        int rc = setup_reply(c, rep);
+        freeReplyObject(rep);
+        if (rc < 0)
+            return;
+    }
+    /* Redis says nothing unasked: anything left over is garbage */
+    void *extra = NULL;
+    if (redisGetReplyFromReader(hs, &extra) != REDIS_OK || extra ||
+        hs->reader->len > hs->reader->pos) {
+        if (extra)
+            freeReplyObject(extra);
+        conn_lost(c, "unexpected bytes after the connection setup");
+        return;
+    }
+    redisFreeKeepFd(hs);
+    c->hs = NULL;
+    conn_ready(c);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     rd_conn *c = arg;
+    if (c->hs) {
+        setup_readable(c);
+        return;
+    }
     for (;;) {
         if (conn_room(c) < 0) {
             conn_lost(c, "out of memory for a reply");
@@ -1363,6 +1411,20 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         c->connected = 1;
         set_keepalive(fd);
         event_add(c->rev, NULL);
+    }
+    if (c->hs) {
+        int done = 0;
+        if (redisBufferWrite(c->hs, &done) != REDIS_OK) {
+            conn_lost(c, c->hs->errstr[0] ? c->hs->errstr : "cannot send the connection setup");
+            return;
+        }
+        if (done) {
+            pthread_mutex_lock(&c->mu);
+            c->out_armed = 0;
+            event_del(c->wev);
+            pthread_mutex_unlock(&c->mu);
+        }
+        return;
     }
     int err = 0;
     pthread_mutex_lock(&c->mu);
@@ -1447,87 +1509,57 @@ static void conn_failed(rd_conn *c, const char *why)
     conn_lost(c, why);
 }
 
-/* Connect (non-blocking) and queue AUTH/SELECT/SCRIPT LOAD, which go out
- * once the connect completes; the connection takes requests after their
- * replies. Addresses resolve as hiredis did: IPv4 first, then IPv6. */
+/* Connect (non-blocking) and queue AUTH/SELECT/SCRIPT LOAD with hiredis,
+ * which resolves the address (IPv4 first, then IPv6), connects, sends the
+ * setup and reads its replies (setup_readable); the connection takes
+ * requests once they all succeeded, and from then on speaks RESP itself. */
 static void conn_start(rd_conn *c)
 {
     rd_store *s = c->s;
     c->setup_failed = 0;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", s->port);
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    int rc = getaddrinfo(s->host, port, &hints, &ai);
-    if (rc != 0) {
-        hints.ai_family = AF_INET6;
-        int rc6 = getaddrinfo(s->host, port, &hints, &ai);
-        if (rc6 == 0)
-            rc = 0;
-    }
-    if (rc != 0) {
-        conn_failed(c, gai_strerror(rc));
+    redisContext *hs = redisConnectNonBlock(s->host, s->port);
+    if (!hs || hs->err) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s", hs ? hs->errstr : "out of memory");
+        if (hs)
+            redisFree(hs);
+        conn_failed(c, why);
         return;
     }
-    int fd = -1, err = 0;
-    for (struct addrinfo *p = ai; p; p = p->ai_next) {
-        fd = socket(p->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (connect(fd, p->ai_addr, p->ai_addrlen) == 0 || errno == EINPROGRESS)
-            break;
-        err = errno;
-        close(fd);
-        fd = -1;
+    int fd = hs->fd;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    int n = 0;
+    if (s->password || s->username) {
+        const char *argv[3];
+        int argc = 0;
+        argv[argc++] = "AUTH";
+        if (s->username)
+            argv[argc++] = s->username;
+        argv[argc++] = s->password ? s->password : "";
+        redisAppendCommandArgv(hs, argc, argv, NULL);
+        n++;
     }
-    freeaddrinfo(ai);
-    if (fd < 0) {
-        conn_failed(c, strerror(err));
-        return;
+    if (s->db) {
+        redisAppendCommand(hs, "SELECT %d", s->db);
+        n++;
     }
+    redisAppendCommand(hs, "SCRIPT LOAD %s", rd_script);
+    n++;
     struct event *rev = event_new(s->evb, fd, EV_READ | EV_PERSIST, on_readable, c);
     struct event *wev = event_new(s->evb, fd, EV_WRITE | EV_PERSIST, on_writable, c);
-    if (!rev || !wev) {
+    if (!rev || !wev || hs->err) {
         if (rev)
             event_free(rev);
         if (wev)
             event_free(wev);
-        close(fd);
+        redisFree(hs); /* closes fd */
         conn_failed(c, "cannot attach to the event loop");
         return;
     }
 
-    ld_buf b = LD_BUF_INIT;
-    int n = 0;
-    if (s->password || s->username) {
-        cmd_hdr(&b, '*', s->username ? 3 : 2);
-        cmd_str(&b, "AUTH");
-        if (s->username)
-            cmd_str(&b, s->username);
-        cmd_str(&b, s->password ? s->password : "");
-        n++;
-    }
-    if (s->db) {
-        cmd_hdr(&b, '*', 2);
-        cmd_str(&b, "SELECT");
-        cmd_int(&b, s->db);
-        n++;
-    }
-    cmd_hdr(&b, '*', 3);
-    cmd_str(&b, "SCRIPT");
-    cmd_str(&b, "LOAD");
-    cmd_str(&b, rd_script);
-    n++;
-
+    c->hs = hs;
     c->connected = 0;
     c->setup_pending = n;
-    c->setup_failed = 0;
     c->head_cur = NULL;
     c->in_start = c->in_end = 0;
     resp_reset(&c->rd);
@@ -1538,14 +1570,9 @@ static void conn_start(rd_conn *c)
     c->state = RD_CONNECTING;
     c->broken = 0;
     c->out_off = c->out_len = 0;
-    c->out_armed = 0;
-    int ok = out_append(c, b.data, b.len) == 0; /* arms wev: the connect's completion */
+    c->out_armed = 1;
+    event_add(wev, NULL); /* the connect's completion, then the setup's bytes */
     pthread_mutex_unlock(&c->mu);
-    ld_buf_free(&b);
-    if (!ok) {
-        conn_lost(c, "out of memory");
-        return;
-    }
     conn_schedule(c, RD_CONNECT_TIMEOUT_US);
 }
 
