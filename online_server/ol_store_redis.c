@@ -1310,19 +1310,28 @@ static int conn_room(rd_conn *c)
     return 0;
 }
 
+/* hiredis failed during the setup: drop the connection with its message
+ * (copied first: conn_lost frees the context that holds it). */
+static void hs_lost(rd_conn *c, const char *fallback)
+{
+    char why[sizeof(c->hs->errstr)];
+    snprintf(why, sizeof(why), "%s", c->hs->errstr[0] ? c->hs->errstr : fallback);
+    conn_lost(c, why);
+}
+
 /* The setup's replies, read and parsed by hiredis. Once all are in, the
  * socket is ours: hiredis lets go of it and the connection takes requests. */
 static void setup_readable(rd_conn *c)
 {
     redisContext *hs = c->hs;
     if (redisBufferRead(hs) != REDIS_OK) {
-        conn_lost(c, hs->errstr[0] ? hs->errstr : "connection closed by Redis");
+        hs_lost(c, "connection closed by Redis");
         return;
     }
     while (c->setup_pending > 0) {
         void *rep = NULL;
         if (redisGetReplyFromReader(hs, &rep) != REDIS_OK) {
-            conn_lost(c, hs->errstr[0] ? hs->errstr : "malformed reply to the connection setup");
+            hs_lost(c, "malformed reply to the connection setup");
             return;
         }
         if (!rep)
@@ -1415,7 +1424,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     if (c->hs) {
         int done = 0;
         if (redisBufferWrite(c->hs, &done) != REDIS_OK) {
-            conn_lost(c, c->hs->errstr[0] ? c->hs->errstr : "cannot send the connection setup");
+            hs_lost(c, "cannot send the connection setup");
             return;
         }
         if (done) {
