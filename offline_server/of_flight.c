@@ -262,24 +262,13 @@ typedef struct get_hold {
     ot_table *t;
 } get_hold;
 
-/* Free a result table. After a big one, hand the allocator's free memory
- * back to the system (glibc would otherwise keep most of it in its
- * per-thread arenas, and the resident size between requests would creep up
- * to several retrievals' worth). */
-#define TRIM_CELLS ((int64_t)1 << 20) /* rows x columns: about 8 MiB and more */
-static void get_free_result(ot_table *t)
-{
-    int big = t && t->n_rows * (int64_t)t->n_cols >= TRIM_CELLS;
-    ot_table_free(t);
-    if (big)
-        malloc_trim(0);
-}
-
 static void get_hold_unref(void *p)
 {
     get_hold *h = p;
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1) {
-        get_free_result(h->t);
+        /* no malloc_trim here: the next chunk would fault its pages back in;
+         * get_end trims once, when the call is over */
+        ot_table_free(h->t);
         free(h);
     }
 }
