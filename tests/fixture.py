@@ -698,6 +698,30 @@ class LarderServer(_Managed):
         return f"LarderServer({self.name}@{self.target})"
 
 
+def stop_servers(servers: Sequence[Optional["LarderServer"]]) -> List[str]:
+    """Stop every server that was started (exit code 0 required; a server that
+    already died is checked for sanitizer reports), always kill and clean up,
+    and return the error texts instead of raising, so every one is stopped."""
+    errors = []
+    for s in servers:
+        if s is None:
+            continue
+        if s.proc is None:  # never spawned: only its directory to remove
+            s.cleanup_dir()
+            continue
+        try:
+            if s.alive():
+                s.stop(expect_exit=0)
+            else:
+                s.check_sanitizers()
+        except (FixtureError, AssertionError) as e:
+            errors.append(str(e))
+        finally:
+            s.kill()
+            s.cleanup_dir()
+    return errors
+
+
 def run_to_exit(kind: str, args: Sequence[str], timeout: float = 30.0,
                 env: Optional[Dict[str, str]] = None, isolate: bool = True):
     """Run a binary that is expected to exit by itself (usage or config

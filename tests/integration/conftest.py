@@ -166,17 +166,6 @@ def larder():
 
     yield start
 
-    errors = []
-    for s in started:
-        try:
-            if s.alive():
-                s.stop(expect_exit=0)
-            elif s.proc is not None:
-                s.check_sanitizers()
-        except (fixture.FixtureError, AssertionError) as e:
-            errors.append(str(e))
-        finally:
-            s.kill()
-            s.cleanup_dir()
+    errors = fixture.stop_servers(started)
     if errors:
         pytest.fail("server teardown:\n" + "\n\n".join(errors), pytrace=False)

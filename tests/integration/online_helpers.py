@@ -639,22 +639,7 @@ class Stack:
         """Stop online then registry (exit 0, no sanitizer report). Returns
         the error texts instead of raising, so every process is stopped."""
         self.close_channels()
-        errors = []
-        servers = [self.online] + ([self.registry] if self.own_registry else [])
-        for s in servers:
-            if s is None or s.proc is None:
-                continue
-            try:
-                if s.alive():
-                    s.stop(expect_exit=0)
-                else:
-                    s.check_sanitizers()
-            except (fixture.FixtureError, AssertionError) as e:
-                errors.append(str(e))
-            finally:
-                s.kill()
-                s.cleanup_dir()
-        return errors
+        return fixture.stop_servers([self.online] + ([self.registry] if self.own_registry else []))
 
 
 def build_stack(opb, store: StoreSpec, tmp: Path, project: Optional[str] = None,

@@ -166,20 +166,7 @@ class Topology:
     def stop(self) -> List[str]:
         for ch in self.channels:
             ch.close()
-        errors = []
-        for s in (self.online, self.offline, self.registry):
-            if s is None or s.proc is None:
-                continue
-            try:
-                if s.alive():
-                    s.stop(expect_exit=0)
-                else:
-                    s.check_sanitizers()
-            except (fixture.FixtureError, AssertionError) as e:
-                errors.append(str(e))
-            finally:
-                s.kill()
-                s.cleanup_dir()
+        errors = fixture.stop_servers((self.online, self.offline, self.registry))
         self.redis.stop()
         return errors
 

@@ -160,21 +160,7 @@ class MatStack:
     def stop(self) -> List[str]:
         for ch in self._channels:
             ch.close()
-        errors = []
-        for s in (self.online, self.offline, self.registry):
-            if s is None or s.proc is None:
-                continue
-            try:
-                if s.alive():
-                    s.stop(expect_exit=0)
-                else:
-                    s.check_sanitizers()
-            except (fixture.FixtureError, AssertionError) as e:
-                errors.append(str(e))
-            finally:
-                s.kill()
-                s.cleanup_dir()
-        return errors
+        return fixture.stop_servers((self.online, self.offline, self.registry))
 
     # ---- definitions
 
