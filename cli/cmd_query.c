@@ -626,7 +626,8 @@ int cli_cmd_get_historical_features(int argc, char **argv)
     }
     hist_out ho = {.f = f, .arrow = arrow};
     int64_t rows = 0;
-    if (ol_flight_command(fc, cmd.data, ent, on_hist_batch, &ho, &rows, &st) != 0) {
+    ol_flight_sink sink = {.batch = on_hist_batch, .arg = &ho};
+    if (ol_flight_command(fc, cmd.data, ent, &sink, &rows, &st) != 0) {
         fprintf(stderr, "larder %s: %s\n", argv[0], st.msg);
         rc = exit_of(&st);
         goto out;

@@ -440,14 +440,7 @@ int ol_flight_parse_total_records(const uint8_t *meta, size_t len, int64_t *n)
 }
 
 int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
-                  ol_flight_batch_fn fn, void *arg, int64_t *rows, ld_status *st)
-{
-    ol_flight_sink sink = {.batch = fn, .arg = arg};
-    return ol_flight_get_sink(c, ticket, ticket_len, &sink, rows, st);
-}
-
-int ol_flight_get_sink(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
-                       const ol_flight_sink *sink, int64_t *rows, ld_status *st)
+                  const ol_flight_sink *sink, int64_t *rows, ld_status *st)
 {
     if (rows)
         *rows = 0;
@@ -542,14 +535,7 @@ int ol_flight_get_sink(ol_flight_client *c, const uint8_t *ticket, size_t ticket
 }
 
 int ol_flight_command(ol_flight_client *c, const char *cmd, const ot_table *upload,
-                      ol_flight_batch_fn fn, void *arg, int64_t *rows, ld_status *st)
-{
-    ol_flight_sink sink = {.batch = fn, .arg = arg};
-    return ol_flight_command_sink(c, cmd, upload, &sink, rows, st);
-}
-
-int ol_flight_command_sink(ol_flight_client *c, const char *cmd, const ot_table *upload,
-                           const ol_flight_sink *sink, int64_t *rows, ld_status *st)
+                      const ol_flight_sink *sink, int64_t *rows, ld_status *st)
 {
     uint8_t *ticket = NULL;
     size_t tlen = 0;
@@ -561,7 +547,7 @@ int ol_flight_command_sink(ol_flight_client *c, const char *cmd, const ot_table 
         return -1;
     if (total > 0 && sink->total) /* 0 is also what a server that leaves it unset sends */
         sink->total(sink->arg, total);
-    int rc = ol_flight_get_sink(c, ticket, tlen, sink, rows, st);
+    int rc = ol_flight_get(c, ticket, tlen, sink, rows, st);
     free(ticket);
     return rc;
 }

@@ -65,15 +65,12 @@ int ol_flight_put(ol_flight_client *c, const char *cmd, const ot_table *t, ld_st
  * (malloc'd) and total_records (-1 when unknown). */
 int ol_flight_info(ol_flight_client *c, const char *cmd, uint8_t **ticket, size_t *ticket_len,
                    int64_t *total_records, ld_status *st);
-/* DoGet: fn per record batch; *rows gets the number of rows received. */
+/* DoGet: sink->batch per record batch, sink->total with the stream's row
+ * count when its first app_metadata gives one; *rows gets the number of rows
+ * received. */
 int ol_flight_get(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
-                  ol_flight_batch_fn fn, void *arg, int64_t *rows, ld_status *st);
-/* The three in a row, as Feast's client does for a read API. */
+                  const ol_flight_sink *sink, int64_t *rows, ld_status *st);
+/* The three in a row, as Feast's client does for a read API (sink->total
+ * also gets FlightInfo's total_records when it is positive). */
 int ol_flight_command(ol_flight_client *c, const char *cmd, const ot_table *upload,
-                      ol_flight_batch_fn fn, void *arg, int64_t *rows, ld_status *st);
-/* The same with the row count reported to sink->total when the server gives
- * one (FlightInfo, then the stream's first app_metadata). */
-int ol_flight_get_sink(ol_flight_client *c, const uint8_t *ticket, size_t ticket_len,
-                       const ol_flight_sink *sink, int64_t *rows, ld_status *st);
-int ol_flight_command_sink(ol_flight_client *c, const char *cmd, const ot_table *upload,
-                           const ol_flight_sink *sink, int64_t *rows, ld_status *st);
+                      const ol_flight_sink *sink, int64_t *rows, ld_status *st);

@@ -983,7 +983,7 @@ static int run_view(view_run *v, ol_flight_client *fc, reg_views *rv, int64_t st
     command_json(v, start, end, &cmd);
     int64_t rows = 0;
     ol_flight_sink sink = {.batch = on_batch, .total = on_total, .arg = v};
-    int rc = ol_flight_command_sink(fc, cmd.data, NULL, &sink, &rows, st);
+    int rc = ol_flight_command(fc, cmd.data, NULL, &sink, &rows, st);
     ld_buf_free(&cmd);
     if (rc == 0)
         rc = submit(v, st);
