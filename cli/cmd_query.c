@@ -313,7 +313,7 @@ int cli_cmd_get_online_features(int argc, char **argv)
     get_wait w = {.st = LD_STATUS_INIT};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    if (ol_serve_get(core, &req, &a, ld_mono_us() + 60 * 1000000LL, on_get, &w, &st) != 0) {
+    if (ol_serve_get(core, &req, &a, ld_mono_us() + 60 * 1000000LL, NULL, on_get, &w, &st) != 0) {
         w.st = st;
         w.done = 1;
     }

@@ -24,7 +24,7 @@ void ld_buf_reset(ld_buf *b)
         b->data[0] = '\0';
 }
 
-char *ld_buf_reserve(ld_buf *b, size_t n)
+char *ld_buf_reserve_grow(ld_buf *b, size_t n)
 {
     if (n > SIZE_MAX / 2 - b->len)
         oom();
@@ -220,4 +220,30 @@ char *ld_buf_steal(ld_buf *b, size_t *len)
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+/* "00" "01" ... "99": two digits per division */
+static const char dec2[] = "00010203040506070809101112131415161718192021222324252627282930313233"
+                           "34353637383940414243444546474849505152535455565758596061626364656667"
+                           "6869707172737475767778798081828384858687888990919293949596979899";
+
+void ld_buf_put_i64(ld_buf *b, int64_t v)
+{
+    char tmp[24], *e = tmp + sizeof tmp, *q = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        q -= 2;
+        memcpy(q, dec2 + 2 * r, 2);
+    }
+    if (u >= 10) {
+        q -= 2;
+        memcpy(q, dec2 + 2 * u, 2);
+    } else {
+        *--q = (char)('0' + u);
+    }
+    if (v < 0)
+        *--q = '-';
+    ld_buf_append(b, q, (size_t)(e - q));
 }

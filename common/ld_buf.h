@@ -18,10 +18,46 @@ typedef struct ld_buf {
         NULL, 0, 0                                                                                 \
     }
 
+/* Copy n bytes where n is mostly small (a serialized Value, a Timestamp):
+ * up to 16 bytes with two overlapping fixed-size moves instead of a call to
+ * memcpy, which is most of the cost at that size. */
+static inline void ld_copy_small(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    } else {
+        memcpy(d, s, n);
+    }
+}
+
 void ld_buf_free(ld_buf *b);
 void ld_buf_reset(ld_buf *b); /* len = 0, keeps the memory */
-/* Make room for n more bytes; returns a pointer to the first free byte. */
-char *ld_buf_reserve(ld_buf *b, size_t n);
+/* Make room for n more bytes; returns a pointer to the first free byte. The
+ * common case (room left) is inline, the rest grows. */
+char *ld_buf_reserve_grow(ld_buf *b, size_t n);
+static inline char *ld_buf_reserve(ld_buf *b, size_t n)
+{
+    if (b->cap - b->len > n)
+        return b->data + b->len;
+    return ld_buf_reserve_grow(b, n);
+}
+/* Append v in decimal. */
+void ld_buf_put_i64(ld_buf *b, int64_t v);
 /* Append n bytes; the common case (room left) is inline, the rest grows. */
 void ld_buf_append_grow(ld_buf *b, const void *p, size_t n);
 static inline void ld_buf_append(ld_buf *b, const void *p, size_t n)

@@ -41,11 +41,20 @@ typedef struct reg_method {
     void *handle; /* from grpc_server_register_method */
 } reg_method;
 
+#define DEFER_MAX 16 /* distinct deferred (fn, obj) per worker; more run at once */
+
 typedef struct worker {
     ld_server *srv;
     grpc_completion_queue *cq;
     pthread_t thread;
+    pthread_t self; /* set by the worker itself before it handles events */
     int index;
+    /* ld_call_defer: work to run before this worker next waits for events */
+    struct {
+        ld_defer_fn fn;
+        void *obj;
+    } defer[DEFER_MAX];
+    size_t n_defer;
 } worker;
 
 struct ld_server {
@@ -624,19 +633,65 @@ static void handle_event(worker *w, grpc_event *ev)
     }
 }
 
+int ld_call_defer(ld_call *c, ld_defer_fn fn, void *obj)
+{
+    worker *w = c->w;
+    if (!w || !pthread_equal(w->self, pthread_self()))
+        return -1;
+    for (size_t i = 0; i < w->n_defer; i++)
+        if (w->defer[i].fn == fn && w->defer[i].obj == obj)
+            return 0;
+    if (w->n_defer == DEFER_MAX)
+        return -1;
+    w->defer[w->n_defer].fn = fn;
+    w->defer[w->n_defer].obj = obj;
+    w->n_defer++;
+    return 0;
+}
+
+static void run_deferred(worker *w)
+{
+    /* fn may defer again (it runs on this thread): take the list first */
+    size_t n = w->n_defer;
+    w->n_defer = 0;
+    for (size_t i = 0; i < n; i++)
+        w->defer[i].fn(w->defer[i].obj);
+}
+
+/* With deferred work pending, the worker only polls its queue: events that
+ * are already there are handled first (their deferred work joins the list),
+ * then the list runs, then the worker waits. A busy queue runs the list at
+ * least every LD_DEFER_EVENTS events. */
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     char name[16];
     snprintf(name, sizeof name, "ld-cq-%d", w->index);
     pthread_setname_np(pthread_self(), name);
+    w->self = pthread_self();
+    unsigned since = 0; /* events handled since the list became non-empty */
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (w->n_defer && since >= LD_DEFER_EVENTS) {
+            run_deferred(w);
+            since = 0;
+        }
+        gpr_timespec until =
+                w->n_defer ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : gpr_inf_future(GPR_CLOCK_REALTIME);
+        grpc_event ev = grpc_completion_queue_next(w->cq, until, NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            run_deferred(w);
+            since = 0;
+            continue;
+        }
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
-        if (ev.type == GRPC_OP_COMPLETE)
+        if (ev.type == GRPC_OP_COMPLETE) {
             handle_event(w, &ev);
+            if (w->n_defer)
+                since++;
+        }
     }
+    run_deferred(w);
     return NULL;
 }
 

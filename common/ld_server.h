@@ -113,6 +113,17 @@ int ld_call_cancelled(ld_call *c);
 const char *ld_call_metadata(ld_call *c, const char *key, size_t *len);
 /* Peer address ("ipv4:127.0.0.1:5000"), allocated in the call arena. */
 const char *ld_call_peer(ld_call *c);
+/* Put work off until the worker thread handling c has run the events its
+ * completion queue already holds (at most LD_DEFER_EVENTS of them): a store
+ * appends a request's commands to a connection and defers the send, so the
+ * commands of every request that arrived together leave in one write. The
+ * worker runs fn(obj) once per distinct (fn, obj) before it next waits, or
+ * exits. Call it only from a handler running on c's worker thread; obj must
+ * outlive the server's workers. -1 (nothing registered): not on that thread,
+ * or the worker's list is full; do the work now. */
+#define LD_DEFER_EVENTS 32
+typedef void (*ld_defer_fn)(void *obj);
+int ld_call_defer(ld_call *c, ld_defer_fn fn, void *obj);
 /* Handler state slot. */
 void ld_call_set_user(ld_call *c, void *user);
 void *ld_call_user(ld_call *c);

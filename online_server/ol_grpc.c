@@ -5,6 +5,7 @@
 
 #include "feast/serving/GrpcServer.pb-c.h"
 #include "feast/serving/ServingService.pb-c.h"
+#include "ld_buf.h"
 #include "ld_value.h"
 
 #ifndef LARDER_VERSION
@@ -47,6 +48,12 @@ static uint8_t *put_tag_len(uint8_t *p, int field, size_t len)
     return put_varint(p, len);
 }
 
+static inline uint8_t *put_bytes(uint8_t *p, const uint8_t *src, size_t n)
+{
+    ld_copy_small(p, src, n);
+    return p + n;
+}
+
 static size_t ld_len(size_t len)
 {
     return 1 + varint_len(len) + len;
@@ -80,6 +87,20 @@ static void ts_encode(int64_t us, ts_enc *t)
     t->n = (size_t)(p - t->b);
 }
 
+typedef struct ts_slot {
+    int64_t us;
+    ts_enc e;
+} ts_slot;
+
+static inline const ts_enc *ts_of(ts_slot *t, int64_t us)
+{
+    if (t->us != us) {
+        t->us = us;
+        ts_encode(us, &t->e);
+    }
+    return &t->e;
+}
+
 static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
 {
     size_t names = 0;
@@ -93,20 +114,21 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
         free(stats);
         return NULL;
     }
-    /* timestamps repeat along a view's columns: encode each distinct run once */
-    ts_enc te = {.n = 0};
-    int64_t te_us = 0;
+    /* a row's timestamp repeats along its view's columns: one slot per row
+     * keeps the last one encoded (zeroed: 0 µs is the empty message) */
+    ts_slot *ts = calloc(r->n_rows + 1, sizeof *ts);
+    if (!ts) {
+        free(body);
+        free(stats);
+        return NULL;
+    }
     for (size_t c = 0; c < r->n_cols; c++) {
         const ol_column_out *col = &r->cols[c];
         size_t b = 0, st = 0;
         for (size_t i = 0; i < r->n_rows; i++) {
             b += ld_len(col->val[i] ? col->val_len[i] : 0);
             st += varint_len(col->status[i]);
-            if (col->ts_us[i] != te_us) {
-                te_us = col->ts_us[i];
-                ts_encode(te_us, &te);
-            }
-            b += ld_len(te.n);
+            b += ld_len(ts_of(&ts[i], col->ts_us[i])->n);
         }
         if (r->n_rows)
             b += ld_len(st);
@@ -118,6 +140,7 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
     if (!buf) {
         free(body);
         free(stats);
+        free(ts);
         return NULL;
     }
     p = put_tag_len(p, 1, ld_len(names));
@@ -128,18 +151,13 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
         memcpy(p, r->cols[c].name, l);
         p += l;
     }
-    te_us = 0;
-    te.n = 0;
     for (size_t c = 0; c < r->n_cols; c++) {
         const ol_column_out *col = &r->cols[c];
         p = put_tag_len(p, 2, body[c]);
         for (size_t i = 0; i < r->n_rows; i++) {
             size_t vl = col->val[i] ? col->val_len[i] : 0;
             p = put_tag_len(p, 1, vl);
-            if (vl) {
-                memcpy(p, col->val[i], vl);
-                p += vl;
-            }
+            p = put_bytes(p, col->val[i], vl);
         }
         if (r->n_rows) {
             p = put_tag_len(p, 2, stats[c]);
@@ -147,17 +165,14 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
                 p = put_varint(p, col->status[i]);
         }
         for (size_t i = 0; i < r->n_rows; i++) {
-            if (col->ts_us[i] != te_us) {
-                te_us = col->ts_us[i];
-                ts_encode(te_us, &te);
-            }
-            p = put_tag_len(p, 3, te.n);
-            memcpy(p, te.b, te.n);
-            p += te.n;
+            const ts_enc *te = ts_of(&ts[i], col->ts_us[i]);
+            p = put_tag_len(p, 3, te->n);
+            p = put_bytes(p, te->b, te->n);
         }
     }
     free(body);
     free(stats);
+    free(ts);
     *out_len = (size_t)(p - buf);
     return buf;
 }
@@ -191,6 +206,13 @@ columns_from_map(ld_arena *a, Feast__Serving__GetOnlineFeaturesRequest__Entities
     return cols;
 }
 
+/* The store sends the request's commands once this worker has handled the
+ * requests already waiting for it (ld_call_defer). */
+static int defer_on_worker(void *ctx, void (*fn)(void *obj), void *obj)
+{
+    return ld_call_defer(ctx, fn, obj);
+}
+
 static void h_get_online_features(ld_call *c, const ProtobufCMessage *msg)
 {
     const Feast__Serving__GetOnlineFeaturesRequest *r = (const void *)msg;
@@ -216,7 +238,8 @@ static void h_get_online_features(ld_call *c, const ProtobufCMessage *msg)
         return;
     }
     ld_status st = LD_STATUS_INIT;
-    if (ol_serve_get(CORE(c), &req, a, ld_call_deadline_us(c), get_done, c, &st) != 0)
+    ol_defer defer = {.defer = defer_on_worker, .ctx = c};
+    if (ol_serve_get(CORE(c), &req, a, ld_call_deadline_us(c), &defer, get_done, c, &st) != 0)
         ld_call_fail(c, &st);
 }
 

@@ -60,6 +60,8 @@
 typedef struct http_loop http_loop;
 typedef struct http_call http_call;
 
+#define HTTP_DEFER_MAX 16
+
 enum route {
     ROUTE_NONE = 0,
     ROUTE_GET,     /* POST /get-online-features */
@@ -114,6 +116,7 @@ struct http_loop {
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     struct event *done_ev, *stop_ev, *check_ev, *grace_ev;
+    struct event *defer_ev; /* runs `defer` after the events already active */
     pthread_t thread;
     int started;
     /* loop thread only */
@@ -121,6 +124,13 @@ struct http_loop {
     size_t n_pending;
     size_t unfinished; /* requests received whose response is not fully written */
     int stopping, finished;
+    /* store sends put off until this pass of the loop has read every request
+     * that arrived (ol_defer): a burst shares one send per connection */
+    struct {
+        void (*fn)(void *obj);
+        void *obj;
+    } defer[HTTP_DEFER_MAX];
+    size_t n_defer;
     /* shared with done callbacks */
     pthread_mutex_t mu;
     http_call *done_head, *done_tail;
@@ -478,6 +488,39 @@ static int is_json_type(const char *ct)
 }
 
 /* POST /get-online-features, /push, /write-to-online-store */
+/* ol_defer on a loop thread: fn(obj) runs once libevent has run the events
+ * that are already active (the other requests read in this pass). */
+static int loop_defer(void *ctx, void (*fn)(void *obj), void *obj)
+{
+    http_loop *l = ctx;
+    for (size_t i = 0; i < l->n_defer; i++)
+        if (l->defer[i].fn == fn && l->defer[i].obj == obj)
+            return 0;
+    if (l->n_defer == HTTP_DEFER_MAX)
+        return -1;
+    if (!l->n_defer)
+        event_active(l->defer_ev, 0, 0);
+    l->defer[l->n_defer].fn = fn;
+    l->defer[l->n_defer].obj = obj;
+    l->n_defer++;
+    return 0;
+}
+
+static void run_deferred(http_loop *l)
+{
+    size_t n = l->n_defer;
+    l->n_defer = 0;
+    for (size_t i = 0; i < n; i++)
+        l->defer[i].fn(l->defer[i].obj);
+}
+
+static void on_defer_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    run_deferred(arg);
+}
+
 static void start_call(http_loop *l, struct evhttp_request *req, enum route route,
                        const char *log_name, const char *peer, int64_t start_us)
 {
@@ -558,8 +601,9 @@ static void start_call(http_loop *l, struct evhttp_request *req, enum route rout
     l->n_pending++;
     outstanding_add(h, 1);
     int64_t deadline = start_us + h->o.timeout_ms * 1000;
+    ol_defer defer = {.defer = loop_defer, .ctx = l};
     if (route == ROUTE_GET)
-        rc = ol_serve_get(h->srv, &c->rq.get, &c->arena, deadline, on_get_done, c, &st);
+        rc = ol_serve_get(h->srv, &c->rq.get, &c->arena, deadline, &defer, on_get_done, c, &st);
     else
         rc = ol_serve_write(h->srv, &c->rq.write, &c->arena, deadline, on_write_done, c, &st);
     if (rc == 0) {
@@ -779,6 +823,7 @@ static void finish_loop(http_loop *l)
     if (l->finished)
         return;
     l->finished = 1;
+    run_deferred(l); /* what is inside ol_serve must reach the store */
     /* Orphan what is still inside ol_serve: evhttp frees the requests. */
     for (http_call *c = l->pending; c; c = c->next)
         c->req = NULL;
@@ -858,6 +903,7 @@ static void *loop_main(void *arg)
     snprintf(name, sizeof name, "ld-http-%d", l->idx);
     pthread_setname_np(pthread_self(), name);
     event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    run_deferred(l);
     return NULL;
 }
 
@@ -876,7 +922,8 @@ static int setup_loop(ol_http *h, http_loop *l, const char *host, int port, evut
     l->stop_ev = event_new(l->base, -1, 0, on_stop_ev, l);
     l->check_ev = event_new(l->base, -1, 0, on_check_ev, l);
     l->grace_ev = evtimer_new(l->base, on_grace_ev, l);
-    if (!l->done_ev || !l->stop_ev || !l->check_ev || !l->grace_ev)
+    l->defer_ev = event_new(l->base, -1, 0, on_defer_ev, l);
+    if (!l->done_ev || !l->stop_ev || !l->check_ev || !l->grace_ev || !l->defer_ev)
         return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "libevent: cannot create events");
     evhttp_set_max_body_size(l->http, (ev_ssize_t)o->max_body_bytes);
     evhttp_set_max_headers_size(l->http, 64 * 1024);
@@ -1039,6 +1086,8 @@ void ol_http_free(ol_http *h)
             event_free(l->check_ev);
         if (l->grace_ev)
             event_free(l->grace_ev);
+        if (l->defer_ev)
+            event_free(l->defer_ev);
         if (l->base)
             event_base_free(l->base);
         pthread_mutex_destroy(&l->mu);

@@ -627,15 +627,7 @@ const ol_json *ol_json_get(const ol_json *v, const char *key)
 
 static void put_i64(ld_buf *out, int64_t x)
 {
-    char tmp[24], *e = tmp + sizeof tmp, *q = e;
-    uint64_t u = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (x < 0)
-        *--q = '-';
-    ld_buf_append(out, q, (size_t)(e - q));
+    ld_buf_put_i64(out, x);
 }
 
 void ol_json_write(ld_buf *out, const ol_json *v)
@@ -1559,12 +1551,21 @@ int ol_json_value_bytes(ld_buf *out, const uint8_t *p, size_t n, ld_arena *scrat
     return 0;
 }
 
-static const char *const status_json[] = {
-        "\"INVALID\"", "\"PRESENT\"", "\"NULL_VALUE\"", "\"NOT_FOUND\"", "\"OUTSIDE_MAX_AGE\"",
+#define STATUS_JSON(x)                                                                             \
+    {                                                                                              \
+        "\"" x "\"", sizeof(x) + 1                                                                 \
+    }
+static const struct {
+    const char *s;
+    size_t n;
+} status_json[] = {
+        STATUS_JSON("INVALID"),   STATUS_JSON("PRESENT"),         STATUS_JSON("NULL_VALUE"),
+        STATUS_JSON("NOT_FOUND"), STATUS_JSON("OUTSIDE_MAX_AGE"),
 };
 
-/* The last timestamp rendered: rows of a view share one across its columns,
- * and entity columns are all the epoch. */
+/* The last timestamp rendered for a row: a row's features of one view share
+ * it, so the columns of a view after the first find it here (one slot per
+ * row; entity columns are all the epoch). */
 typedef struct ts_cache {
     int64_t us;
     size_t len; /* 0: empty */
@@ -1589,14 +1590,14 @@ static int encode_column(const ol_column_out *c, size_t rows, ld_buf *out, ld_ar
     ld_buf_puts(out, "],\"statuses\":[");
     for (size_t r = 0; r < rows; r++) {
         unsigned s = c->status ? c->status[r] : OL_PRESENT;
-        const char *name = status_json[s <= OL_OUTSIDE_MAX_AGE ? s : OL_INVALID];
+        if (s > OL_OUTSIDE_MAX_AGE)
+            s = OL_INVALID;
         char *w = ld_buf_reserve(out, 20);
         size_t k = 0;
         if (r)
             w[k++] = ',';
-        size_t len = strlen(name);
-        memcpy(w + k, name, len);
-        out->len += k + len;
+        ld_copy_small(w + k, status_json[s].s, status_json[s].n);
+        out->len += k + status_json[s].n;
     }
     out->data[out->len] = '\0';
     ld_buf_putc(out, ']');
@@ -1604,23 +1605,24 @@ static int encode_column(const ol_column_out *c, size_t rows, ld_buf *out, ld_ar
         ld_buf_puts(out, ",\"event_timestamps\":[");
         for (size_t r = 0; r < rows; r++) {
             int64_t us = c->ts_us ? c->ts_us[r] : 0;
-            if (!tc->len || us != tc->us) {
-                tc->len = ol_json_timestamp(us, tc->s);
-                tc->us = us;
-                if (!tc->len) {
+            ts_cache *t = &tc[r];
+            if (!t->len || us != t->us) {
+                t->len = ol_json_timestamp(us, t->s);
+                t->us = us;
+                if (!t->len) {
                     ld_status_set(st, GRPC_STATUS_INTERNAL, "ValueError",
                                   "year is out of range for event timestamp %" PRId64 " µs", us);
                     st->err_module = "builtins";
                     return -1;
                 }
             }
-            char *w = ld_buf_reserve(out, tc->len + 3);
+            char *w = ld_buf_reserve(out, t->len + 3);
             size_t k = 0;
             if (r)
                 w[k++] = ',';
             w[k++] = '"';
-            memcpy(w + k, tc->s, tc->len);
-            k += tc->len;
+            ld_copy_small(w + k, t->s, t->len);
+            k += t->len;
             w[k++] = '"';
             out->len += k;
         }
@@ -1641,12 +1643,18 @@ int ol_json_encode_get(const ol_get_response *r, ld_buf *out, ld_status *st)
     ld_buf_reserve(out, 64 + r->n_cols * (64 + r->n_rows * 40));
     ld_buf_puts(out, "{\"results\":[");
     int rc = 0;
-    ts_cache tc = {.len = 0};
+    ts_cache *tc = calloc(r->n_rows + 1, sizeof *tc);
+    if (!tc) {
+        ld_arena_destroy(&scratch);
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        return -1;
+    }
     for (size_t i = 0; i < r->n_cols && rc == 0; i++) {
         if (i)
             ld_buf_putc(out, ',');
-        rc = encode_column(&r->cols[i], r->n_rows, out, &scratch, &tc, st);
+        rc = encode_column(&r->cols[i], r->n_rows, out, &scratch, tc, st);
     }
+    free(tc);
     ld_arena_destroy(&scratch);
     if (rc != 0) {
         out->len = start;

@@ -10,6 +10,7 @@
 #include "ld_config.h"
 #include "ld_status.h"
 #include "ol_request.h"
+#include "ol_store.h"
 
 typedef struct ol_server ol_server;
 
@@ -22,7 +23,7 @@ typedef void (*ol_write_done)(void *arg, const ld_status *st);
  * registry snapshot it holds: the caller releases it with
  * ol_get_response_release() once encoded (or dropped). */
 int ol_serve_get(ol_server *s, const ol_get_request *req, ld_arena *a, int64_t deadline_us,
-                 ol_get_done done, void *arg, ld_status *st);
+                 const ol_defer *defer, ol_get_done done, void *arg, ld_status *st);
 int ol_serve_write(ol_server *s, const ol_write_request *req, ld_arena *a, int64_t deadline_us,
                    ol_write_done done, void *arg, ld_status *st);
 void ol_get_response_release(const ol_get_response *r);

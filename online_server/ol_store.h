@@ -41,12 +41,23 @@ typedef struct ol_read_group {
     uint8_t *found;       /* [key]: the entity has a row for this view */
 } ol_read_group;
 
+/* How a caller lets a store put off sending a read's commands until its
+ * thread has handled the requests it already holds (ld_call_defer), so that
+ * requests arriving together share one send. defer() returns 0 when it will
+ * call fn(obj) later on this thread, -1 when the store must send now. Used
+ * only inside read(). */
+typedef struct ol_defer {
+    int (*defer)(void *ctx, void (*fn)(void *obj), void *obj);
+    void *ctx;
+} ol_defer;
+
 typedef struct ol_read {
     const char *project;
     ol_read_group *groups;
     size_t n_groups;
-    ld_arena *arena;     /* result bytes may be allocated here */
-    int64_t deadline_us; /* ld_mono_us clock; INT64_MAX: none */
+    ld_arena *arena;       /* result bytes may be allocated here */
+    int64_t deadline_us;   /* ld_mono_us clock; INT64_MAX: none */
+    const ol_defer *defer; /* NULL: send at once */
     void (*done)(struct ol_read *r, const ld_status *st);
     void *arg;
 } ol_read;

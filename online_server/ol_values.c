@@ -15,12 +15,6 @@
 #define VT(x) FEAST__TYPES__VALUE_TYPE__ENUM__##x
 #define VC(x) FEAST__TYPES__VALUE__VAL_##x
 
-int ol_value_bytes_null(const uint8_t *p, size_t n)
-{
-    /* unset: no bytes; null_val (field 19, varint): 0x98 0x01 <enum> */
-    return n == 0 || (n >= 2 && p[0] == 0x98 && p[1] == 0x01);
-}
-
 int ol_parse_timestamp(const char *s, int64_t *us)
 {
     return ld_time_parse_iso8601(s, us);

@@ -1,3 +1,5 @@
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ld_buf.h"
@@ -63,6 +65,44 @@ LD_TEST(steal)
     LD_CHECK_STR(p, "xyz");
     LD_CHECK(b.data == NULL && b.len == 0);
     free(p);
+}
+
+/* decimal integers equal printf's, at every digit count and both limits */
+LD_TEST(put_i64)
+{
+    ld_buf b = LD_BUF_INIT;
+    char want[32];
+    int64_t v = 1;
+    for (int d = 0; d < 19; d++, v = d < 19 ? v * 10 : v) {
+        int64_t cases[] = {v - 1, v, v + 1, -v, -(v - 1), v * 9 / 10 + 7};
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            ld_buf_reset(&b);
+            ld_buf_put_i64(&b, cases[i]);
+            snprintf(want, sizeof want, "%lld", (long long)cases[i]);
+            LD_CHECK_STR(b.data, want);
+        }
+    }
+    int64_t ends[] = {INT64_MAX, INT64_MIN, INT64_MIN + 1, 0, -1, 99, 100, -100};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        ld_buf_reset(&b);
+        ld_buf_put_i64(&b, ends[i]);
+        snprintf(want, sizeof want, "%lld", (long long)ends[i]);
+        LD_CHECK_STR(b.data, want);
+    }
+    ld_buf_free(&b);
+}
+
+/* ld_copy_small copies exactly n bytes at every small length */
+LD_TEST(copy_small)
+{
+    unsigned char src[40], dst[48];
+    for (int i = 0; i < 40; i++)
+        src[i] = (unsigned char)(i * 37 + 1);
+    for (size_t n = 0; n <= 40; n++) {
+        memset(dst, 0xEE, sizeof dst);
+        ld_copy_small(dst + 1, src, n);
+        LD_CHECK(dst[0] == 0xEE && memcmp(dst + 1, src, n) == 0 && dst[n + 1] == 0xEE);
+    }
 }
 
 LD_TEST_MAIN

@@ -120,9 +120,10 @@ static void record(const char *what, ld_buf *b)
 }
 
 int ol_serve_get(ol_server *s, const ol_get_request *req, ld_arena *a, int64_t deadline_us,
-                 ol_get_done done, void *arg, ld_status *st)
+                 const ol_defer *defer, ol_get_done done, void *arg, ld_status *st)
 {
     (void)s;
+    (void)defer;
     ld_buf b = LD_BUF_INIT;
     ld_buf_printf(&b, " fs=%s ffn=%d feats=", req->feature_service ? req->feature_service : "-",
                   req->full_feature_names);

@@ -448,6 +448,26 @@ static void redis_kill(pid_t pid)
     }
 }
 
+/* A redis-server of this test's own on a free port (*port, addr "host:port")
+ * and a store on it; NULL (nothing left running) when either fails. */
+static ol_store *private_store(pid_t *pid, int *port, char *addr, size_t n)
+{
+    *port = free_port();
+    *pid = redis_start(*port, NULL, NULL);
+    LD_CHECK(*pid > 0);
+    if (*pid < 0)
+        return NULL;
+    snprintf(addr, n, "127.0.0.1:%d", *port);
+    ld_status st = LD_STATUS_INIT;
+    ol_store *s = store_open(addr, 0, 0, &st);
+    LD_CHECK(s != NULL);
+    if (!s) {
+        printf("# store_open(%s): %s\n", addr, st.msg);
+        redis_kill(*pid);
+    }
+    return s;
+}
+
 /* ---- a fake Redis that answers HMGET with bytes a test chooses ---------- */
 
 /* What the fake answers to an HMGET of n fields. */
@@ -1219,21 +1239,13 @@ LD_TEST(unreachable_at_start)
 
 LD_TEST(redis_down_and_back)
 {
-    int port = free_port();
-    pid_t pid = redis_start(port, NULL, NULL);
-    LD_CHECK(pid > 0);
-    if (pid < 0)
+    pid_t pid;
+    int port;
+    char addr[64];
+    ol_store *s = private_store(&pid, &port, addr, sizeof(addr));
+    if (!s)
         return;
-    char conn[64], addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    snprintf(conn, sizeof(conn), "%s", addr);
     ld_status st = LD_STATUS_INIT;
-    ol_store *s = store_open(conn, 0, 0, &st);
-    LD_CHECK(s != NULL);
-    if (!s) {
-        redis_kill(pid);
-        return;
-    }
     LD_CHECK_INT(s->ops->healthy(s), 1);
     const char *f[] = {"conv_rate"};
     ld_arena a;
@@ -1307,20 +1319,13 @@ LD_TEST(redis_down_and_back)
 
 LD_TEST(deadline_exceeded)
 {
-    int port = free_port();
-    pid_t pid = redis_start(port, NULL, NULL);
-    LD_CHECK(pid > 0);
-    if (pid < 0)
-        return;
+    pid_t pid;
+    int port;
     char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    ld_status st = LD_STATUS_INIT;
-    ol_store *s = store_open(addr, 0, 0, &st);
-    LD_CHECK(s != NULL);
-    if (!s) {
-        redis_kill(pid);
+    ol_store *s = private_store(&pid, &port, addr, sizeof(addr));
+    if (!s)
         return;
-    }
+    ld_status st = LD_STATUS_INIT;
     const char *f[] = {"conv_rate"};
     int64_t id = 1;
 
@@ -1408,20 +1413,13 @@ LD_TEST(deadline_exceeded)
  * the earlier requests' deadline comes. */
 LD_TEST(deadline_earlier_than_queued)
 {
-    int port = free_port();
-    pid_t pid = redis_start(port, NULL, NULL);
-    LD_CHECK(pid > 0);
-    if (pid < 0)
-        return;
+    pid_t pid;
+    int port;
     char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    ld_status st = LD_STATUS_INIT;
-    ol_store *s = store_open(addr, 0, 0, &st);
-    LD_CHECK(s != NULL);
-    if (!s) {
-        redis_kill(pid);
+    ol_store *s = private_store(&pid, &port, addr, sizeof(addr));
+    if (!s)
         return;
-    }
+    ld_status st = LD_STATUS_INIT;
     kill(pid, SIGSTOP);
     enum { K = 6 }; /* 3 long then 3 short: each connection gets one of each */
     const char *f[] = {"conv_rate"};
@@ -1729,6 +1727,136 @@ LD_TEST(big_values)
     LD_CHECK_INT(get1(s, project, "big", "blob", 999, &got, &ts), 0);
     ld_arena_destroy(&a);
     s->ops->free(s);
+}
+
+/* ---- ol_defer: the reads of a burst share one send per connection ------ */
+
+typedef struct defer_list {
+    void (*fn[8])(void *);
+    void *obj[8];
+    int n;
+    int refuse; /* answer -1: the store must send at once */
+} defer_list;
+
+static int defer_collect(void *ctx, void (*fn)(void *), void *obj)
+{
+    defer_list *d = ctx;
+    if (d->refuse || d->n == 8)
+        return -1;
+    for (int i = 0; i < d->n; i++)
+        if (d->fn[i] == fn && d->obj[i] == obj)
+            return 0;
+    d->fn[d->n] = fn;
+    d->obj[d->n] = obj;
+    d->n++;
+    return 0;
+}
+
+/* Redis's count of socket reads (INFO stats), or -1 */
+static long long redis_reads(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "INFO stats");
+    long long n = -1;
+    const char *p =
+            r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "total_reads_processed:") : NULL;
+    if (p)
+        n = atoll(p + strlen("total_reads_processed:"));
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* With a defer, reads wait in their connections (nothing reaches Redis, no
+ * reply) until the caller runs the deferred flushes; then each connection
+ * sends its corked reads at once: Redis reads them in no more reads than
+ * connections used, and every read gets its own row. A defer that refuses
+ * makes the store send at once. A private Redis, so that nothing else reads. */
+LD_TEST(corked_reads)
+{
+    pid_t pid;
+    int port;
+    char addr[64];
+    ol_store *s = private_store(&pid, &port, addr, sizeof(addr));
+    if (!s)
+        return;
+    redisContext *rc = sync_conn(addr, 0);
+    LD_CHECK(rc != NULL);
+    if (!rc) {
+        s->ops->free(s);
+        redis_kill(pid);
+        return;
+    }
+    ld_status st = LD_STATUS_INIT;
+    enum { N = 9 };
+    const char *f[] = {"x"};
+    ld_arena a;
+    ld_arena_init(&a, NULL, 0, 0);
+    ol_write w;
+    write_init(&a, &w, "corked", "vc", f, 1, N);
+    for (int i = 0; i < N; i++) {
+        const Feast__Types__Value *v[] = {ld_value_int64(&a, 1000 + i)};
+        row_set(&a, &w, (size_t)i, 1 + i, T0_US + i, v);
+    }
+    LD_CHECK_INT(run_write(s, &w, &st), 0);
+
+    defer_list d = {.n = 0};
+    ol_defer df = {.defer = defer_collect, .ctx = &d};
+    waiter wt[N];
+    ol_read r[N];
+    ol_read_group g[N];
+    int64_t ids[N];
+    long long before = redis_reads(rc);
+    for (int i = 0; i < N; i++) {
+        ids[i] = 1 + i;
+        waiter_init(&wt[i]);
+        group_set(&a, &g[i], "vc", f, 1, &ids[i], 1);
+        r[i] = (ol_read){.project = "corked",
+                         .groups = &g[i],
+                         .n_groups = 1,
+                         .arena = &a,
+                         .deadline_us = INT64_MAX,
+                         .defer = &df,
+                         .done = read_done,
+                         .arg = &wt[i]};
+        LD_CHECK_INT(s->ops->read(s, &r[i], &st), 0);
+    }
+    sleep_ms(100);
+    int early = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&wt[i].mu);
+        early += wt[i].done;
+        pthread_mutex_unlock(&wt[i].mu);
+    }
+    LD_CHECK_INT(early, 0);
+    LD_CHECK(d.n >= 1 && d.n <= 3); /* one flush per connection used */
+    int used = d.n;
+    for (int i = 0; i < d.n; i++)
+        d.fn[i](d.obj[i]);
+    d.n = 0;
+    for (int i = 0; i < N; i++) {
+        waiter_wait(&wt[i]);
+        LD_CHECK_INT(wt[i].st.code, 0);
+        LD_CHECK_INT(g[i].found[0], 1);
+        LD_CHECK(cell_is(&a, &g[i], 0, 0, ld_value_int64(&a, 1000 + i)));
+        LD_CHECK_INT(g[i].event_ts_us[0], T0_US + i);
+        waiter_fini(&wt[i]);
+    }
+    long long after = redis_reads(rc); /* counts its own INFO too */
+    printf("# %d reads, %d connections: %lld socket reads in Redis\n", N, used, after - before - 1);
+    LD_CHECK(before >= 0 && after - before - 1 <= used);
+
+    d.refuse = 1;
+    ol_read_group g1;
+    group_set(&a, &g1, "vc", f, 1, &ids[2], 1);
+    ol_read r1 = {.project = "corked", .groups = &g1, .n_groups = 1, .arena = &a, .defer = &df};
+    LD_CHECK_INT(run_read(s, &r1, &st), 0);
+    LD_CHECK(cell_is(&a, &g1, 0, 0, ld_value_int64(&a, 1002)));
+    LD_CHECK_INT(d.n, 0);
+
+    ld_arena_destroy(&a);
+    s->ops->free(s);
+    redisFree(rc);
+    redis_kill(pid);
 }
 
 LD_TEST_MAIN
