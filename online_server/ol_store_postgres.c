@@ -44,7 +44,7 @@
  * the Sync before we answer.
  *
  * Threads: callers never block. read/write queue a job on a store-owned
- * ld_pool of max_conn threads (1..64); a job borrows one of as many
+ * ol_store_pool of max_conn threads (1..64); a job borrows one of as many
  * connections (opened lazily, the first one at start-up). Pool full:
  * RESOURCE_EXHAUSTED. A dead connection answers UNAVAILABLE and is
  * reconnected on the next request (a request that finds its connection
@@ -54,20 +54,18 @@
  * password goes to libpq only; libpq's messages never contain it. */
 #include <inttypes.h>
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "ld_hash.h"
 #include "ld_buf.h"
 #include "ld_log.h"
-#include "ld_pool.h"
 #include "ld_time.h"
 #include "ld_value.h"
 #include "ol_store.h"
+#include "ol_store_pool.h"
+#include "ol_store_sql.h"
 #include "ol_values.h"
 
 #define PG_MAX_THREADS 64
@@ -106,45 +104,15 @@ typedef struct pg_store {
     char *schema, *user;
     char *where; /* "host:port/database" for messages */
     int value_num;
-    ld_pool *pool;
-    pthread_mutex_t mu;
+    ol_store_pool *pool;
     pg_conn *conns;
-    pg_conn **idle;
-    int nconns, nidle;
+    int nconns;
     atomic_int healthy;
 } pg_store;
-
-typedef struct pg_job {
-    pg_store *s;
-    ol_read *r;
-    ol_write *w;
-} pg_job;
 
 static const uint8_t pg_empty[1];
 
 /* ------------------------------------------------------------ helpers */
-
-static void put_ident(ld_buf *b, const char *project, const char *table, const char *suffix)
-{
-    ld_buf_putc(b, '"');
-    const char *parts[3] = {project, table, suffix};
-    for (int i = 0; i < 3; i++) {
-        if (i == 1 && table)
-            ld_buf_putc(b, '_');
-        for (const char *p = parts[i] ? parts[i] : ""; *p; p++) {
-            if (*p == '"')
-                ld_buf_putc(b, '"');
-            ld_buf_putc(b, *p);
-        }
-    }
-    ld_buf_putc(b, '"');
-}
-
-static int truthy(const char *v)
-{
-    return v && (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 ||
-                 strcasecmp(v, "on") == 0 || strcmp(v, "1") == 0);
-}
 
 static void put_be32(ld_buf *b, uint32_t v)
 {
@@ -180,74 +148,6 @@ static void put_array(ld_buf *b, uint32_t elem_oid, const uint8_t *const *p, con
         put_be32(b, (uint32_t)l);
         ld_buf_append(b, p[i], l);
     }
-}
-
-/* Index of byte strings: bytes -> first index, duplicates chained. */
-typedef struct idx_map {
-    uint32_t *slot; /* index + 1; 0 = empty */
-    uint32_t *dup;  /* [i]: next index with the same bytes + 1; 0 = none */
-    size_t mask;
-    const uint8_t *const *p;
-    const size_t *len;
-} idx_map;
-
-static uint64_t hash_bytes(const void *data, size_t n)
-{
-    uint64_t h = ld_fnv1a(data, n);
-    return h ^ (h >> 29);
-}
-
-static int idx_map_init(idx_map *m, const uint8_t *const *p, const size_t *len, size_t n)
-{
-    size_t cap = 16;
-    while (cap < 2 * n)
-        cap <<= 1;
-    m->slot = calloc(cap, sizeof *m->slot);
-    m->dup = calloc(n ? n : 1, sizeof *m->dup);
-    m->mask = cap - 1;
-    m->p = p;
-    m->len = len;
-    if (!m->slot || !m->dup) {
-        free(m->slot);
-        free(m->dup);
-        m->slot = m->dup = NULL;
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t h = hash_bytes(p[i], len[i]) & m->mask;
-        for (;; h = (h + 1) & m->mask) {
-            uint32_t s = m->slot[h];
-            if (!s) {
-                m->slot[h] = (uint32_t)i + 1;
-                break;
-            }
-            if (len[s - 1] == len[i] && memcmp(p[s - 1], p[i], len[i]) == 0) {
-                uint32_t j = s - 1;
-                while (m->dup[j])
-                    j = m->dup[j] - 1;
-                m->dup[j] = (uint32_t)i + 1;
-                break;
-            }
-        }
-    }
-    return 0;
-}
-
-static long idx_map_find(const idx_map *m, const void *d, size_t n)
-{
-    for (size_t h = hash_bytes(d, n) & m->mask;; h = (h + 1) & m->mask) {
-        uint32_t s = m->slot[h];
-        if (!s)
-            return -1;
-        if (m->len[s - 1] == n && (n == 0 || memcmp(m->p[s - 1], d, n) == 0))
-            return (long)s - 1;
-    }
-}
-
-static void idx_map_free(idx_map *m)
-{
-    free(m->slot);
-    free(m->dup);
 }
 
 /* libpq's or the server's message on one line. */
@@ -361,22 +261,6 @@ static int ensure_conn(pg_store *s, pg_conn *pc, ld_status *st)
     return 0;
 }
 
-static pg_conn *conn_get(pg_store *s)
-{
-    pthread_mutex_lock(&s->mu);
-    /* at most nconns jobs run at once, so one is always idle */
-    pg_conn *pc = s->idle[--s->nidle];
-    pthread_mutex_unlock(&s->mu);
-    return pc;
-}
-
-static void conn_put(pg_store *s, pg_conn *pc)
-{
-    pthread_mutex_lock(&s->mu);
-    s->idle[s->nidle++] = pc;
-    pthread_mutex_unlock(&s->mu);
-}
-
 /* --------------------------------------------------- pipeline plumbing */
 
 /* The result of the next query in the pipeline (followed by a NULL, which
@@ -467,73 +351,34 @@ static void pipe_end(pg_conn *pc)
 
 /* ------------------------------------------------------------ read */
 
-static void clear_group(ol_read_group *g)
-{
-    size_t nf = g->n_features;
-    for (size_t k = 0; k < g->n_keys; k++) {
-        g->found[k] = 0;
-        g->event_ts_us[k] = 0;
-        for (size_t f = 0; f < nf; f++) {
-            g->val[k * nf + f] = NULL;
-            g->val_len[k * nf + f] = 0;
-        }
-    }
-}
-
 /* Rows of one view's result into its arrays. */
 static int fill_group(ol_read_group *g, const PGresult *res, ld_arena *arena, ld_status *st)
 {
-    size_t nf = g->n_features;
-    size_t *flen = calloc(nf ? nf : 1, sizeof *flen);
-    idx_map keys = {0}, feats = {0};
-    int rc = -1;
-    if (!flen)
-        goto oom;
-    for (size_t f = 0; f < nf; f++)
-        flen[f] = strlen(g->features[f]);
-    if (idx_map_init(&keys, g->keys, g->key_lens, g->n_keys) != 0 ||
-        idx_map_init(&feats, (const uint8_t *const *)g->features, flen, nf) != 0)
-        goto oom;
-    int rows = PQntuples(res);
-    for (int i = 0; i < rows; i++) {
-        long k = idx_map_find(&keys, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
-        if (k < 0)
-            continue;
-        long f = idx_map_find(&feats, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));
+    ol_store_sql_rows rows;
+    int rc = 0;
+    if (ol_store_sql_rows_init(&rows, g, arena) != 0) {
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
+                      "postgres online store: out of memory");
+        rc = -1;
+    }
+    int n = rc == 0 ? PQntuples(res) : 0;
+    for (int i = 0; i < n; i++) {
         int64_t ts = 0;
         if (!PQgetisnull(res, i, 3) && PQgetlength(res, i, 3) == 8) {
             int64_t pg = get_be64((const uint8_t *)PQgetvalue(res, i, 3));
             if (pg > INT64_MIN + PG_EPOCH_US && pg < INT64_MAX - PG_EPOCH_US) /* not +-infinity */
                 ts = pg + PG_EPOCH_US;
         }
-        const uint8_t *vb = NULL;
-        size_t vl = 0;
-        if (f >= 0) {
-            vl = (size_t)PQgetlength(res, i, 2);
-            vb = vl ? ld_arena_memdup(arena, PQgetvalue(res, i, 2), vl) : pg_empty;
-            if (!vb) {
-                ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                              "postgres online store: response too large");
-                goto out;
-            }
-        }
-        for (long kk = k; kk >= 0; kk = (long)keys.dup[kk] - 1) {
-            g->found[kk] = 1;
-            g->event_ts_us[kk] = ts;
-            for (long ff = f; ff >= 0; ff = (long)feats.dup[ff] - 1) {
-                g->val[(size_t)kk * nf + (size_t)ff] = vb;
-                g->val_len[(size_t)kk * nf + (size_t)ff] = vl;
-            }
+        if (ol_store_sql_rows_put(&rows, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0),
+                                  PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1),
+                                  PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2), ts) != 0) {
+            ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
+                          "postgres online store: response too large");
+            rc = -1;
+            break;
         }
     }
-    rc = 0;
-    goto out;
-oom:
-    ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "postgres online store: out of memory");
-out:
-    idx_map_free(&keys);
-    idx_map_free(&feats);
-    free(flen);
+    ol_store_sql_rows_free(&rows);
     return rc;
 }
 
@@ -566,14 +411,14 @@ static int read_once(pg_store *s, pg_conn *pc, ol_read *r, ld_status *st)
     broke = tq < 0;
     for (size_t i = 0; i < r->n_groups && !broke; i++) {
         ol_read_group *g = &r->groups[i];
-        clear_group(g);
+        ol_store_sql_clear(g);
         if (g->n_keys == 0)
             continue;
         ld_buf_reset(&sql);
         ld_buf_reset(&karr);
         ld_buf_reset(&farr);
         ld_buf_puts(&sql, "SELECT entity_key, feature_name, value, event_ts FROM ");
-        put_ident(&sql, r->project, g->table, NULL);
+        ol_store_sql_ident(&sql, r->project, g->table, NULL);
         ld_buf_puts(&sql, " WHERE entity_key = ANY($1)");
         put_array(&karr, OID_BYTEA, g->keys, g->key_lens, g->n_keys);
         int np = 1;
@@ -599,7 +444,7 @@ static int read_once(pg_store *s, pg_conn *pc, ol_read *r, ld_status *st)
             continue;
         ol_read_group *g = &r->groups[i];
         ld_buf_reset(&sql);
-        put_ident(&sql, r->project, g->table, NULL);
+        ol_store_sql_ident(&sql, r->project, g->table, NULL);
         PGresult *res = pipe_result(c);
         if (!res || PQstatus(c) != CONNECTION_OK) {
             PQclear(res);
@@ -634,29 +479,19 @@ out:
     return rc;
 }
 
-static void read_job(void *arg)
+/* ol_store_pool_spec.read: one pipelined round trip, retried once on a
+ * connection that broke since its last use. */
+static void read_on(void *store, void *conn, ol_read *r, ld_status *st)
 {
-    pg_job *j = arg;
-    pg_store *s = j->s;
-    ol_read *r = j->r;
-    free(j);
-    ld_status st = LD_STATUS_INIT;
-    if (r->deadline_us != INT64_MAX && ld_mono_us() > r->deadline_us) {
-        ld_status_set(&st, GRPC_STATUS_DEADLINE_EXCEEDED, NULL,
-                      "postgres online store: deadline exceeded before the read started");
-        r->done(r, &st);
-        return;
-    }
-    pg_conn *pc = conn_get(s);
+    pg_store *s = store;
+    pg_conn *pc = conn;
     int was_open = pc->c != NULL && !pc->bad;
-    int rc = read_once(s, pc, r, &st);
+    int rc = read_once(s, pc, r, st);
     if (rc == 1 && was_open) { /* e.g. the server restarted since the last use */
-        ld_warn("%s; reconnecting", st.msg);
-        ld_status_clear(&st);
-        rc = read_once(s, pc, r, &st);
+        ld_warn("%s; reconnecting", st->msg);
+        ld_status_clear(st);
+        read_once(s, pc, r, st);
     }
-    conn_put(s, pc);
-    r->done(r, &st);
 }
 
 /* ------------------------------------------------------------ write */
@@ -734,9 +569,9 @@ static pg_table *ensure_table(pg_store *s, pg_conn *pc, const char *project, con
         if (!exists) {
             if (!has_schema && strcmp(s->schema, "public") != 0) {
                 ld_buf_puts(&ddl, "CREATE SCHEMA IF NOT EXISTS ");
-                put_ident(&ddl, s->schema, NULL, NULL);
+                ol_store_sql_ident(&ddl, s->schema, NULL, NULL);
                 ld_buf_puts(&ddl, " AUTHORIZATION ");
-                put_ident(&ddl, s->user, NULL, NULL);
+                ol_store_sql_ident(&ddl, s->user, NULL, NULL);
                 ld_buf_puts(&ddl, "; ");
             }
             ld_buf_printf(&ddl,
@@ -746,7 +581,7 @@ static pg_table *ensure_table(pg_store *s, pg_conn *pc, const char *project, con
                           "PRIMARY KEY(entity_key, feature_name)); "
                           "CREATE INDEX IF NOT EXISTS ",
                           tname, s->value_num ? "value_num DOUBLE PRECISION NULL, " : "");
-            put_ident(&ddl, project, view, "_ek");
+            ol_store_sql_ident(&ddl, project, view, "_ek");
             ld_buf_printf(&ddl, " ON %s (entity_key);", tname);
         } else if (!has_text) {
             /* a table from before value_text: Feast's apply adds it too */
@@ -955,73 +790,46 @@ static int write_once(pg_store *s, pg_conn *pc, const ol_write *w, const char *t
     return ld_status_ok(st) ? 0 : -1;
 }
 
-static void write_job(void *arg)
+/* ol_store_pool_spec.write: one pipelined batch, retried once when the
+ * connection broke or the table vanished. */
+static void write_on(void *store, void *conn, ol_write *w, ld_status *st)
 {
-    pg_job *j = arg;
-    pg_store *s = j->s;
-    ol_write *w = j->w;
-    free(j);
-    ld_status st = LD_STATUS_INIT;
-    if (w->deadline_us != INT64_MAX && ld_mono_us() > w->deadline_us) {
-        ld_status_set(&st, GRPC_STATUS_DEADLINE_EXCEEDED, NULL,
-                      "postgres online store: deadline exceeded before the write started");
-        w->done(w, &st);
-        return;
-    }
+    pg_store *s = store;
+    pg_conn *pc = conn;
     size_t ncells = w->n_rows * w->n_features;
-    if (ncells == 0) {
-        w->done(w, &st);
+    if (ncells == 0)
         return;
-    }
     cell_text *cells = malloc(ncells * sizeof *cells);
     ld_buf text = LD_BUF_INIT, tname = LD_BUF_INIT;
-    put_ident(&tname, w->project, w->table, NULL);
+    ol_store_sql_ident(&tname, w->project, w->table, NULL);
     ld_buf_putc(&text, '\0'); /* offsets stay valid; data never NULL */
     if (!cells) {
-        ld_status_set(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
                       "postgres online store: out of memory");
-    } else if (compute_texts(w, cells, &text, &st) == 0) {
-        pg_conn *pc = conn_get(s);
+    } else if (compute_texts(w, cells, &text, st) == 0) {
         int was_open = pc->c != NULL && !pc->bad;
-        int rc = write_once(s, pc, w, tname.data, cells, text.data, &st);
+        int rc = write_once(s, pc, w, tname.data, cells, text.data, st);
         if (rc == 1 && (was_open || !pc->bad)) {
-            ld_warn("%s; retrying", st.msg);
-            ld_status_clear(&st);
-            write_once(s, pc, w, tname.data, cells, text.data, &st);
+            ld_warn("%s; retrying", st->msg);
+            ld_status_clear(st);
+            write_once(s, pc, w, tname.data, cells, text.data, st);
         }
-        conn_put(s, pc);
     }
     free(cells);
     ld_buf_free(&text);
     ld_buf_free(&tname);
-    w->done(w, &st);
 }
 
 /* ------------------------------------------------------------ ops */
 
-static int submit(pg_store *s, ol_read *r, ol_write *w, ld_status *st)
-{
-    pg_job *j = malloc(sizeof *j);
-    if (!j)
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                             "postgres online store: out of memory");
-    *j = (pg_job){s, r, w};
-    if (ld_pool_submit(s->pool, r ? read_job : write_job, j) != 0) {
-        free(j);
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                             "postgres online store: too many requests queued");
-    }
-    return 0;
-}
-
 static int pg_read(ol_store *base, ol_read *r, ld_status *st)
 {
-    return submit((pg_store *)base, r, NULL, st);
+    return ol_store_pool_read(((pg_store *)base)->pool, r, st);
 }
 
 static int pg_write(ol_store *base, ol_write *w, ld_status *st)
 {
-    return submit((pg_store *)base, NULL, w, st);
+    return ol_store_pool_write(((pg_store *)base)->pool, w, st);
 }
 
 static int pg_healthy(ol_store *base)
@@ -1034,11 +842,10 @@ static void pg_free(ol_store *base)
     pg_store *s = (pg_store *)base;
     if (!s)
         return;
-    ld_pool_free(s->pool);
+    ol_store_pool_free(s->pool);
     for (int i = 0; i < s->nconns; i++)
         conn_reset(&s->conns[i]);
     free(s->conns);
-    free(s->idle);
     if (s->keys && s->vals)
         for (int i = 0; s->keys[i]; i++)
             free(s->vals[i]);
@@ -1048,7 +855,6 @@ static void pg_free(ol_store *base)
     free(s->schema);
     free(s->user);
     free(s->where);
-    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -1081,8 +887,7 @@ ol_store *ol_store_postgres_new(const ld_config *cfg, ld_status *st)
         return NULL;
     }
     s->base.ops = &pg_ops;
-    pthread_mutex_init(&s->mu, NULL);
-    s->value_num = truthy(ld_config_extra(cfg, "online_store.enable_openai_compatible_store"));
+    s->value_num = ol_store_sql_value_num(cfg);
 
     /* conninfo: Feast's keys, plus ours; password only ever handed to libpq */
     s->keys = calloc(LD_PG_MAX_PARAMS + 1, sizeof *s->keys);
@@ -1109,13 +914,10 @@ ol_store *ol_store_postgres_new(const ld_config *cfg, ld_status *st)
                 : pg->max_conn > PG_MAX_THREADS ? PG_MAX_THREADS
                                                 : pg->max_conn;
     s->conns = calloc((size_t)s->nconns, sizeof *s->conns);
-    s->idle = calloc((size_t)s->nconns, sizeof *s->idle);
-    if (!s->conns || !s->idle)
+    if (!s->conns)
         goto oom;
-    for (int i = s->nconns - 1; i >= 0; i--) {
+    for (int i = 0; i < s->nconns; i++)
         s->conns[i].timeout_ms = -1;
-        s->idle[s->nidle++] = &s->conns[i];
-    }
     /* one connection now, to report a bad configuration early; the store
      * is still created (unhealthy) and reconnects on each request */
     ld_status cst = LD_STATUS_INIT;
@@ -1124,10 +926,21 @@ ol_store *ol_store_postgres_new(const ld_config *cfg, ld_status *st)
     else
         ld_info("postgres online store: %s (search_path %s, %d connections)", s->where,
                 s->search_path, s->nconns);
-    s->pool = ld_pool_new(s->nconns, PG_QUEUE, "ld-postgres");
+    void *conns[PG_MAX_THREADS];
+    for (int i = 0; i < s->nconns; i++)
+        conns[i] = &s->conns[i];
+    const ol_store_pool_spec spec = {
+            .what = "postgres online store",
+            .thread_name = "ld-postgres",
+            .threads = s->nconns,
+            .max_queued = PG_QUEUE,
+            .store = s,
+            .conns = conns,
+            .read = read_on,
+            .write = write_on,
+    };
+    s->pool = ol_store_pool_new(&spec, st);
     if (!s->pool) {
-        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                      "postgres online store: cannot start threads");
         pg_free(&s->base);
         return NULL;
     }

@@ -47,7 +47,7 @@
  * last row seen. A missing table reads as not found.
  *
  * Threads: callers never block. read/write queue a job on a store-owned
- * ld_pool of SQ_THREADS threads; a job borrows one of SQ_THREADS
+ * ol_store_pool of SQ_THREADS threads; a job borrows one of SQ_THREADS
  * connections (opened with SQLITE_OPEN_NOMUTEX: one thread at a time), each
  * with its own statement cache. Pool full: RESOURCE_EXHAUSTED. Deadlines:
  * a job whose deadline passed is not run (DEADLINE_EXCEEDED); a running
@@ -55,7 +55,6 @@
  * stop there too (busy handler, at most SQ_BUSY_MS). */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -66,13 +65,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ld_hash.h"
 #include "ld_buf.h"
 #include "ld_log.h"
-#include "ld_pool.h"
 #include "ld_time.h"
 #include "ld_value.h"
 #include "ol_store.h"
+#include "ol_store_pool.h"
+#include "ol_store_sql.h"
 #include "ol_values.h"
 
 #define SQ_THREADS    4
@@ -112,117 +111,14 @@ struct sq_store {
     ol_store base;
     char *path;
     int value_num; /* online_store.enable_openai_compatible_store */
-    ld_pool *pool;
-    pthread_mutex_t mu;
+    ol_store_pool *pool;
     sq_conn conns[SQ_THREADS];
-    sq_conn *idle[SQ_THREADS];
-    int nidle;
     atomic_int healthy;
 };
-
-typedef struct sq_job {
-    sq_store *s;
-    ol_read *r;
-    ol_write *w;
-} sq_job;
 
 static const uint8_t sq_empty[1];
 
 /* ------------------------------------------------------------ helpers */
-
-/* "{project}_{view}" as a quoted identifier (+ suffix inside the quotes). */
-static void put_ident(ld_buf *b, const char *project, const char *table, const char *suffix)
-{
-    ld_buf_putc(b, '"');
-    const char *parts[3] = {project, table, suffix};
-    for (int i = 0; i < 3; i++) {
-        if (i == 1)
-            ld_buf_putc(b, '_');
-        for (const char *p = parts[i] ? parts[i] : ""; *p; p++) {
-            if (*p == '"')
-                ld_buf_putc(b, '"');
-            ld_buf_putc(b, *p);
-        }
-    }
-    ld_buf_putc(b, '"');
-}
-
-static int truthy(const char *v)
-{
-    return v && (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 ||
-                 strcasecmp(v, "on") == 0 || strcmp(v, "1") == 0);
-}
-
-/* Index of byte strings (keys, feature names): bytes -> first index, with
- * later duplicates chained so every copy gets the results. */
-typedef struct idx_map {
-    uint32_t *slot; /* index + 1; 0 = empty */
-    uint32_t *dup;  /* [i]: next index with the same bytes + 1; 0 = none */
-    size_t mask;
-    const uint8_t *const *p;
-    const size_t *len;
-} idx_map;
-
-static uint64_t hash_bytes(const void *data, size_t n)
-{
-    uint64_t h = ld_fnv1a(data, n);
-    return h ^ (h >> 29);
-}
-
-static int idx_map_init(idx_map *m, const uint8_t *const *p, const size_t *len, size_t n)
-{
-    size_t cap = 16;
-    while (cap < 2 * n)
-        cap <<= 1;
-    m->slot = calloc(cap, sizeof *m->slot);
-    m->dup = calloc(n ? n : 1, sizeof *m->dup);
-    m->mask = cap - 1;
-    m->p = p;
-    m->len = len;
-    if (!m->slot || !m->dup) {
-        free(m->slot);
-        free(m->dup);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t h = hash_bytes(p[i], len[i]) & m->mask;
-        for (;; h = (h + 1) & m->mask) {
-            uint32_t s = m->slot[h];
-            if (!s) {
-                m->slot[h] = (uint32_t)i + 1;
-                break;
-            }
-            if (len[s - 1] == len[i] && memcmp(p[s - 1], p[i], len[i]) == 0) {
-                uint32_t j = s - 1;
-                while (m->dup[j])
-                    j = m->dup[j] - 1;
-                m->dup[j] = (uint32_t)i + 1;
-                break;
-            }
-        }
-    }
-    return 0;
-}
-
-/* First index of the bytes, or -1. */
-static long idx_map_find(const idx_map *m, const void *d, size_t n)
-{
-    if (!d && n)
-        return -1;
-    for (size_t h = hash_bytes(d, n) & m->mask;; h = (h + 1) & m->mask) {
-        uint32_t s = m->slot[h];
-        if (!s)
-            return -1;
-        if (m->len[s - 1] == n && (n == 0 || memcmp(m->p[s - 1], d, n) == 0))
-            return (long)s - 1;
-    }
-}
-
-static void idx_map_free(idx_map *m)
-{
-    free(m->slot);
-    free(m->dup);
-}
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -463,23 +359,12 @@ static int conn_open(sq_store *s, sq_conn *c, ld_status *st)
     return 0;
 }
 
-static sq_conn *conn_get(sq_store *s)
+/* Ready the borrowed connection for a job that ends by `deadline_us`. */
+static void conn_begin(sq_conn *c, int64_t deadline_us)
 {
-    pthread_mutex_lock(&s->mu);
-    /* at most SQ_THREADS jobs run at once, so one is always idle */
-    sq_conn *c = s->idle[--s->nidle];
-    pthread_mutex_unlock(&s->mu);
     if (!sqlite3_get_autocommit(c->db)) /* never expected: a transaction left open */
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    return c;
-}
-
-static void conn_put(sq_store *s, sq_conn *c)
-{
-    c->deadline_us = INT64_MAX;
-    pthread_mutex_lock(&s->mu);
-    s->idle[s->nidle++] = c;
-    pthread_mutex_unlock(&s->mu);
+    c->deadline_us = deadline_us;
 }
 
 /* Map a failed SQLite call to a status. */
@@ -561,30 +446,15 @@ static int exec_end(sq_conn *c, const char *sql)
 static int read_group(sq_conn *c, const char *project, ol_read_group *g, ld_arena *arena,
                       ld_status *st)
 {
-    size_t nf = g->n_features;
-    for (size_t k = 0; k < g->n_keys; k++) {
-        g->found[k] = 0;
-        g->event_ts_us[k] = 0;
-        for (size_t f = 0; f < nf; f++) {
-            g->val[k * nf + f] = NULL;
-            g->val_len[k * nf + f] = 0;
-        }
-    }
+    ol_store_sql_clear(g);
     if (g->n_keys == 0)
         return 0;
 
     ld_buf tname = LD_BUF_INIT, sql = LD_BUF_INIT;
-    put_ident(&tname, project, g->table, NULL);
-    size_t *flen = calloc(nf ? nf : 1, sizeof *flen);
-    idx_map keys = {0}, feats = {0};
+    ol_store_sql_ident(&tname, project, g->table, NULL);
+    ol_store_sql_rows rows;
     int rc = -1;
-    if (!flen)
-        goto oom;
-    for (size_t f = 0; f < nf; f++)
-        flen[f] = strlen(g->features[f]);
-    if (idx_map_init(&keys, g->keys, g->key_lens, g->n_keys) != 0)
-        goto oom;
-    if (idx_map_init(&feats, (const uint8_t *const *)g->features, flen, nf) != 0)
+    if (ol_store_sql_rows_init(&rows, g, arena) != 0)
         goto oom;
 
     for (size_t off = 0; off < g->n_keys; off += SQ_CHUNK) {
@@ -619,33 +489,17 @@ static int read_group(sq_conn *c, const char *project, ol_read_group *g, ld_aren
         int src;
         while ((src = sqlite3_step(q)) == SQLITE_ROW) {
             const void *kb = sqlite3_column_blob(q, 0);
-            long k = idx_map_find(&keys, kb, (size_t)sqlite3_column_bytes(q, 0));
-            if (k < 0)
-                continue;
+            size_t kl = (size_t)sqlite3_column_bytes(q, 0);
             const char *fname = (const char *)sqlite3_column_text(q, 1);
-            long f = fname ? idx_map_find(&feats, fname, (size_t)sqlite3_column_bytes(q, 1)) : -1;
-            int64_t ts = column_ts(q, 3);
-            const uint8_t *vb = NULL;
-            size_t vl = 0;
-            if (f >= 0) {
-                const void *raw = sqlite3_column_blob(q, 2);
-                vl = (size_t)sqlite3_column_bytes(q, 2);
-                vb = vl ? ld_arena_memdup(arena, raw, vl) : sq_empty;
-                if (!vb) {
-                    sqlite3_reset(q);
-                    sqlite3_clear_bindings(q);
-                    ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                                  "sqlite online store: response too large");
-                    goto out;
-                }
-            }
-            for (long kk = k; kk >= 0; kk = (long)keys.dup[kk] - 1) {
-                g->found[kk] = 1;
-                g->event_ts_us[kk] = ts;
-                for (long ff = f; ff >= 0; ff = (long)feats.dup[ff] - 1) {
-                    g->val[(size_t)kk * nf + (size_t)ff] = vb;
-                    g->val_len[(size_t)kk * nf + (size_t)ff] = vl;
-                }
+            size_t fl = (size_t)sqlite3_column_bytes(q, 1);
+            const void *vb = sqlite3_column_blob(q, 2);
+            size_t vl = (size_t)sqlite3_column_bytes(q, 2);
+            if (ol_store_sql_rows_put(&rows, kb, kl, fname, fl, vb, vl, column_ts(q, 3)) != 0) {
+                sqlite3_reset(q);
+                sqlite3_clear_bindings(q);
+                ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
+                              "sqlite online store: response too large");
+                goto out;
             }
         }
         sqlite3_reset(q);
@@ -665,40 +519,28 @@ static int read_group(sq_conn *c, const char *project, ol_read_group *g, ld_aren
 oom:
     ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "sqlite online store: out of memory");
 out:
-    idx_map_free(&keys);
-    idx_map_free(&feats);
-    free(flen);
+    ol_store_sql_rows_free(&rows);
     ld_buf_free(&tname);
     ld_buf_free(&sql);
     return rc;
 }
 
-static void read_job(void *arg)
+/* ol_store_pool_spec.read: every view in one read transaction. */
+static void read_on(void *store, void *conn, ol_read *r, ld_status *st)
 {
-    sq_job *j = arg;
-    sq_store *s = j->s;
-    ol_read *r = j->r;
-    free(j);
-    ld_status st = LD_STATUS_INIT;
-    if (r->deadline_us != INT64_MAX && ld_mono_us() > r->deadline_us) {
-        ld_status_set(&st, GRPC_STATUS_DEADLINE_EXCEEDED, NULL,
-                      "sqlite online store: deadline exceeded before the read started");
-        r->done(r, &st);
-        return;
-    }
-    sq_conn *c = conn_get(s);
-    c->deadline_us = r->deadline_us;
+    sq_store *s = store;
+    sq_conn *c = conn;
+    conn_begin(c, r->deadline_us);
     /* one snapshot for every view of the request */
     int in_tx = exec_simple(c, "BEGIN") == SQLITE_OK;
     for (size_t i = 0; i < r->n_groups; i++)
-        if (read_group(c, r->project, &r->groups[i], r->arena, &st) != 0)
+        if (read_group(c, r->project, &r->groups[i], r->arena, st) != 0)
             break;
     if (in_tx && exec_end(c, "COMMIT") != SQLITE_OK)
         exec_end(c, "ROLLBACK");
-    conn_put(s, c);
-    if (ld_status_ok(&st))
+    c->deadline_us = INT64_MAX;
+    if (ld_status_ok(st))
         atomic_store(&s->healthy, 1);
-    r->done(r, &st);
 }
 
 /* ------------------------------------------------------------ write */
@@ -744,7 +586,7 @@ static sq_table *ensure_table(sq_store *s, sq_conn *c, const char *project, cons
         if (rc == SQLITE_OK) {
             ld_buf_reset(&sql);
             ld_buf_puts(&sql, "CREATE INDEX IF NOT EXISTS ");
-            put_ident(&sql, project, view, "_ek");
+            ol_store_sql_ident(&sql, project, view, "_ek");
             ld_buf_printf(&sql, " ON %s (entity_key);", tname);
             rc = exec_simple(c, sql.data);
         }
@@ -872,66 +714,41 @@ static int write_once(sq_store *s, sq_conn *c, ol_write *w, const char *tname, l
     return 0;
 }
 
-static void write_job(void *arg)
+/* ol_store_pool_spec.write: all rows in one transaction. */
+static void write_on(void *store, void *conn, ol_write *w, ld_status *st)
 {
-    sq_job *j = arg;
-    sq_store *s = j->s;
-    ol_write *w = j->w;
-    free(j);
-    ld_status st = LD_STATUS_INIT;
-    if (w->deadline_us != INT64_MAX && ld_mono_us() > w->deadline_us) {
-        ld_status_set(&st, GRPC_STATUS_DEADLINE_EXCEEDED, NULL,
-                      "sqlite online store: deadline exceeded before the write started");
-        w->done(w, &st);
-        return;
-    }
-    sq_conn *c = conn_get(s);
-    c->deadline_us = w->deadline_us;
+    sq_store *s = store;
+    sq_conn *c = conn;
+    conn_begin(c, w->deadline_us);
     ld_buf tname = LD_BUF_INIT;
-    put_ident(&tname, w->project, w->table, NULL);
+    ol_store_sql_ident(&tname, w->project, w->table, NULL);
     int rc = 0;
     if (w->n_rows && w->n_features) {
-        rc = write_once(s, c, w, tname.data, &st);
+        rc = write_once(s, c, w, tname.data, st);
         if (rc == 1) { /* the table was dropped under us: create it again */
             c->deadline_us = w->deadline_us;
-            rc = write_once(s, c, w, tname.data, &st);
+            rc = write_once(s, c, w, tname.data, st);
         }
         if (rc == 1)
-            ld_status_set(&st, GRPC_STATUS_UNAVAILABLE, NULL,
+            ld_status_set(st, GRPC_STATUS_UNAVAILABLE, NULL,
                           "sqlite online store: table %s keeps disappearing", tname.data);
     }
     ld_buf_free(&tname);
-    conn_put(s, c);
-    if (ld_status_ok(&st))
+    c->deadline_us = INT64_MAX;
+    if (ld_status_ok(st))
         atomic_store(&s->healthy, 1);
-    w->done(w, &st);
 }
 
 /* ------------------------------------------------------------ ops */
 
-static int submit(sq_store *s, ol_read *r, ol_write *w, ld_status *st)
-{
-    sq_job *j = malloc(sizeof *j);
-    if (!j)
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                             "sqlite online store: out of memory");
-    *j = (sq_job){s, r, w};
-    if (ld_pool_submit(s->pool, r ? read_job : write_job, j) != 0) {
-        free(j);
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                             "sqlite online store: too many requests queued");
-    }
-    return 0;
-}
-
 static int sq_read(ol_store *base, ol_read *r, ld_status *st)
 {
-    return submit((sq_store *)base, r, NULL, st);
+    return ol_store_pool_read(((sq_store *)base)->pool, r, st);
 }
 
 static int sq_write(ol_store *base, ol_write *w, ld_status *st)
 {
-    return submit((sq_store *)base, NULL, w, st);
+    return ol_store_pool_write(((sq_store *)base)->pool, w, st);
 }
 
 static int sq_healthy(ol_store *base)
@@ -944,10 +761,9 @@ static void sq_free(ol_store *base)
     sq_store *s = (sq_store *)base;
     if (!s)
         return;
-    ld_pool_free(s->pool);
+    ol_store_pool_free(s->pool);
     for (int i = 0; i < SQ_THREADS; i++)
         conn_close(&s->conns[i]);
-    pthread_mutex_destroy(&s->mu);
     free(s->path);
     free(s);
 }
@@ -968,11 +784,10 @@ ol_store *ol_store_sqlite_new(const ld_config *cfg, ld_status *st)
         return NULL;
     }
     s->base.ops = &sq_ops;
-    pthread_mutex_init(&s->mu, NULL);
     const char *p =
             cfg->online_store.sqlite.path ? cfg->online_store.sqlite.path : "data/online.db";
     s->path = ld_config_resolve_path(cfg, p);
-    s->value_num = truthy(ld_config_extra(cfg, "online_store.enable_openai_compatible_store"));
+    s->value_num = ol_store_sql_value_num(cfg);
     if (!s->path) {
         ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
         goto fail;
@@ -983,18 +798,26 @@ ol_store *ol_store_sqlite_new(const ld_config *cfg, ld_status *st)
                       strerror(errno));
         goto fail;
     }
+    void *conns[SQ_THREADS];
     for (int i = 0; i < SQ_THREADS; i++) {
         s->conns[i].s = s;
         if (conn_open(s, &s->conns[i], st) != 0)
             goto fail;
-        s->idle[s->nidle++] = &s->conns[i];
+        conns[i] = &s->conns[i];
     }
-    s->pool = ld_pool_new(SQ_THREADS, SQ_QUEUE, "ld-sqlite");
-    if (!s->pool) {
-        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                      "sqlite online store: cannot start threads");
+    const ol_store_pool_spec spec = {
+            .what = "sqlite online store",
+            .thread_name = "ld-sqlite",
+            .threads = SQ_THREADS,
+            .max_queued = SQ_QUEUE,
+            .store = s,
+            .conns = conns,
+            .read = read_on,
+            .write = write_on,
+    };
+    s->pool = ol_store_pool_new(&spec, st);
+    if (!s->pool)
         goto fail;
-    }
     atomic_store(&s->healthy, 1);
     ld_info("sqlite online store: %s", s->path);
     return &s->base;
