@@ -1,5 +1,6 @@
 /* cli_defs: definitions YAML -> Feast protobuf objects (see cli_defs.h). */
 #include "cli_defs.h"
+#include "cli_util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -495,48 +496,33 @@ static int parse_type(const char *s)
 
 /* ------------------------------------------------------------ registry lookups */
 
-static int in_project(ctx *c, const char *p)
-{
-    return p && !strcmp(p, c->project);
-}
-
+/* The project's objects in the registry (cli_registry_find), typed. */
 static const Feast__Core__DataSource *reg_source(ctx *c, const char *name)
 {
-    for (size_t i = 0; c->reg && i < c->reg->n_data_sources; i++)
-        if (!strcmp(c->reg->data_sources[i]->name, name) &&
-            in_project(c, c->reg->data_sources[i]->project))
-            return c->reg->data_sources[i];
-    return NULL;
+    return (const Feast__Core__DataSource *)cli_registry_find(c->reg, CD_DATA_SOURCE, c->project,
+                                                              name);
 }
 
 static const Feast__Core__EntitySpecV2 *reg_entity(ctx *c, const char *name)
 {
-    for (size_t i = 0; c->reg && i < c->reg->n_entities; i++) {
-        const Feast__Core__EntitySpecV2 *s = c->reg->entities[i]->spec;
-        if (s && !strcmp(s->name, name) && in_project(c, s->project))
-            return s;
-    }
-    return NULL;
+    const Feast__Core__Entity *e =
+            (const Feast__Core__Entity *)cli_registry_find(c->reg, CD_ENTITY, c->project, name);
+    return e ? e->spec : NULL;
 }
 
 static const Feast__Core__FeatureViewSpec *reg_fv(ctx *c, const char *name)
 {
-    for (size_t i = 0; c->reg && i < c->reg->n_feature_views; i++) {
-        const Feast__Core__FeatureViewSpec *s = c->reg->feature_views[i]->spec;
-        if (s && !strcmp(s->name, name) && in_project(c, s->project))
-            return s;
-    }
-    return NULL;
+    const Feast__Core__FeatureView *v = (const Feast__Core__FeatureView *)cli_registry_find(
+            c->reg, CD_FEATURE_VIEW, c->project, name);
+    return v ? v->spec : NULL;
 }
 
 static const Feast__Core__OnDemandFeatureViewSpec *reg_odfv(ctx *c, const char *name)
 {
-    for (size_t i = 0; c->reg && i < c->reg->n_on_demand_feature_views; i++) {
-        const Feast__Core__OnDemandFeatureViewSpec *s = c->reg->on_demand_feature_views[i]->spec;
-        if (s && !strcmp(s->name, name) && in_project(c, s->project))
-            return s;
-    }
-    return NULL;
+    const Feast__Core__OnDemandFeatureView *v =
+            (const Feast__Core__OnDemandFeatureView *)cli_registry_find(c->reg, CD_ODFV, c->project,
+                                                                        name);
+    return v ? v->spec : NULL;
 }
 
 static item *find_item(ctx *c, cd_kind k, const char *name)

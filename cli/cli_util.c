@@ -1,6 +1,7 @@
 /* cli_util: config and registry access for the CLI (see cli_util.h). */
 #include "cli_util.h"
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,17 +11,30 @@
 #include "feast/registry/RegistryServer.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
 
-int cli_load_config(const char *path, ld_config **out)
+int cli_bad_option(int c, char *const *argv)
+{
+    if (c == ':')
+        fprintf(stderr, "larder %s: option '%s' needs a value (see --help)\n", argv[0],
+                argv[optind - 1]);
+    else
+        fprintf(stderr, "larder %s: unknown option '%s' (see --help)\n", argv[0], argv[optind - 1]);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_load_config(const char *cmd, const char *path, ld_config **out)
 {
     ld_status st = LD_STATUS_INIT;
+    const char *sep = cmd ? " " : "";
+    if (!cmd)
+        cmd = "";
     if (!path)
         path = "feature_store.yaml";
     if (ld_config_load(path, out, &st) != 0) {
-        fprintf(stderr, "larder: %s\n", st.msg);
+        fprintf(stderr, "larder%s%s: %s\n", sep, cmd, st.msg);
         return CLI_EXIT_INVALID;
     }
     for (size_t i = 0; i < (*out)->nwarnings; i++)
-        fprintf(stderr, "larder: warning: %s\n", (*out)->warnings[i]);
+        fprintf(stderr, "larder%s%s: warning: %s\n", sep, cmd, (*out)->warnings[i]);
     return CLI_EXIT_OK;
 }
 
@@ -105,4 +119,72 @@ int cli_fetch_registry(ld_client *cl, const char *project, ld_arena *a, Feast__C
     }
     *out = (Feast__Core__Registry *)resp;
     return CLI_EXIT_OK;
+}
+
+ProtobufCMessage **cli_registry_list(const Feast__Core__Registry *r, cd_kind k, size_t *n)
+{
+    *n = 0;
+    if (!r)
+        return NULL;
+    switch (k) {
+    case CD_PROJECT:
+        *n = r->n_projects;
+        return (ProtobufCMessage **)r->projects;
+    case CD_DATA_SOURCE:
+        *n = r->n_data_sources;
+        return (ProtobufCMessage **)r->data_sources;
+    case CD_ENTITY:
+        *n = r->n_entities;
+        return (ProtobufCMessage **)r->entities;
+    case CD_FEATURE_VIEW:
+        *n = r->n_feature_views;
+        return (ProtobufCMessage **)r->feature_views;
+    case CD_ODFV:
+        *n = r->n_on_demand_feature_views;
+        return (ProtobufCMessage **)r->on_demand_feature_views;
+    case CD_FEATURE_SERVICE:
+        *n = r->n_feature_services;
+        return (ProtobufCMessage **)r->feature_services;
+    case CD_PERMISSION:
+        *n = r->n_permissions;
+        return (ProtobufCMessage **)r->permissions;
+    default:
+        return NULL;
+    }
+}
+
+const ProtobufCMessage *cli_spec_of(const ProtobufCMessage *m)
+{
+    const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "spec");
+    if (!f)
+        return m;
+    return *(ProtobufCMessage *const *)((const char *)m + f->offset);
+}
+
+const char *cli_str_field(const ProtobufCMessage *m, const char *name)
+{
+    if (!m)
+        return "";
+    const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (!f || f->type != PROTOBUF_C_TYPE_STRING)
+        return "";
+    const char *s = *(char *const *)((const char *)m + f->offset);
+    return s ? s : "";
+}
+
+const ProtobufCMessage *cli_registry_find(const Feast__Core__Registry *r, cd_kind k,
+                                          const char *project, const char *name)
+{
+    size_t n;
+    ProtobufCMessage **v = cli_registry_list(r, k, &n);
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCMessage *s = cli_spec_of(v[i]);
+        if (!s || strcmp(cli_str_field(s, "name"), name))
+            continue;
+        if (k == CD_PROJECT || !strcmp(cli_str_field(s, "project"), project))
+            return v[i];
+    }
+    return NULL;
 }

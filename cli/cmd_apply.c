@@ -31,76 +31,6 @@ typedef struct plan {
     size_t counts[4];
 } plan;
 
-/* ------------------------------------------------------------ registry objects */
-
-/* The registry's objects of one kind, as a pointer array. */
-static ProtobufCMessage **reg_list(const Feast__Core__Registry *r, cd_kind k, size_t *n)
-{
-    switch (k) {
-    case CD_PROJECT:
-        *n = r->n_projects;
-        return (ProtobufCMessage **)r->projects;
-    case CD_DATA_SOURCE:
-        *n = r->n_data_sources;
-        return (ProtobufCMessage **)r->data_sources;
-    case CD_ENTITY:
-        *n = r->n_entities;
-        return (ProtobufCMessage **)r->entities;
-    case CD_FEATURE_VIEW:
-        *n = r->n_feature_views;
-        return (ProtobufCMessage **)r->feature_views;
-    case CD_ODFV:
-        *n = r->n_on_demand_feature_views;
-        return (ProtobufCMessage **)r->on_demand_feature_views;
-    case CD_FEATURE_SERVICE:
-        *n = r->n_feature_services;
-        return (ProtobufCMessage **)r->feature_services;
-    case CD_PERMISSION:
-        *n = r->n_permissions;
-        return (ProtobufCMessage **)r->permissions;
-    default:
-        *n = 0;
-        return NULL;
-    }
-}
-
-/* The message that carries name and project: spec, or a DataSource itself. */
-static const ProtobufCMessage *spec_of(const ProtobufCMessage *m)
-{
-    const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "spec");
-    if (!f)
-        return m;
-    return *(ProtobufCMessage *const *)((const char *)m + f->offset);
-}
-
-static const char *str_field(const ProtobufCMessage *m, const char *name)
-{
-    if (!m)
-        return "";
-    const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
-    if (!f || f->type != PROTOBUF_C_TYPE_STRING)
-        return "";
-    const char *s = *(char *const *)((const char *)m + f->offset);
-    return s ? s : "";
-}
-
-static const ProtobufCMessage *reg_find(const Feast__Core__Registry *r, cd_kind k,
-                                        const char *project, const char *name)
-{
-    size_t n;
-    ProtobufCMessage **v = reg_list(r, k, &n);
-    for (size_t i = 0; i < n; i++) {
-        const ProtobufCMessage *s = spec_of(v[i]);
-        if (!s || strcmp(str_field(s, "name"), name))
-            continue;
-        if (k == CD_PROJECT || !strcmp(str_field(s, "project"), project))
-            return v[i];
-    }
-    return NULL;
-}
-
 /* ------------------------------------------------------------ diff */
 
 static char *field_json(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
@@ -117,7 +47,7 @@ static char *field_json(const ProtobufCMessage *m, const ProtobufCFieldDescripto
  * compared one by one; project and timestamps are not compared. */
 static char *spec_diff(const ProtobufCMessage *have, const ProtobufCMessage *want)
 {
-    const ProtobufCMessage *a = spec_of(have), *b = spec_of(want);
+    const ProtobufCMessage *a = cli_spec_of(have), *b = cli_spec_of(want);
     ld_buf out = LD_BUF_INIT;
     if (!a || !b || a->descriptor != b->descriptor) {
         ld_buf_puts(&out, "\t(the registry holds a different kind of object)\n");
@@ -171,7 +101,7 @@ static void make_plan(const cd_defs *defs, const Feast__Core__Registry *reg, con
     memset(p, 0, sizeof *p);
     for (size_t i = 0; i < defs->n; i++) {
         const cd_obj *o = &defs->v[i];
-        const ProtobufCMessage *have = reg_find(reg, o->kind, project, o->name);
+        const ProtobufCMessage *have = cli_registry_find(reg, o->kind, project, o->name);
         change c = {T_CREATE, o->kind, o->name, o, have, NULL, o->hidden};
         if (have) {
             c.diff = spec_diff(have, o->msg);
@@ -183,11 +113,11 @@ static void make_plan(const cd_defs *defs, const Feast__Core__Registry *reg, con
         return;
     for (int k = CD_DATA_SOURCE; k < CD_NKINDS; k++) {
         size_t n;
-        ProtobufCMessage **v = reg_list(reg, (cd_kind)k, &n);
+        ProtobufCMessage **v = cli_registry_list(reg, (cd_kind)k, &n);
         for (size_t i = 0; i < n; i++) {
-            const ProtobufCMessage *s = spec_of(v[i]);
-            const char *name = str_field(s, "name");
-            if (strcmp(str_field(s, "project"), project) || desired_has(defs, (cd_kind)k, name))
+            const ProtobufCMessage *s = cli_spec_of(v[i]);
+            const char *name = cli_str_field(s, "name");
+            if (strcmp(cli_str_field(s, "project"), project) || desired_has(defs, (cd_kind)k, name))
                 continue;
             plan_add(p, (change){T_DELETE, (cd_kind)k, name, NULL, v[i], NULL,
                                  k == CD_ENTITY && !strcmp(name, "__dummy")});
@@ -241,74 +171,65 @@ static int rpc(ld_client *cl, const char *method, const ProtobufCMessage *req, c
     return CLI_EXIT_OK;
 }
 
+/* Set the field `name` of m to the value at `value` (a pointer or a bool),
+ * selecting it when it is a member of a oneof. -1 when m has no such field. */
+static int set_field(ProtobufCMessage *m, const char *name, const void *value, size_t size)
+{
+    const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (!f)
+        return -1;
+    memcpy((char *)m + f->offset, value, size);
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+        *(uint32_t *)((char *)m + f->quantifier_offset) = f->id;
+    return 0;
+}
+
+/* Every Apply*Request is {the object, project, commit}, the object in the
+ * field named here (ApplyProjectRequest's `project` is the object itself;
+ * ApplyFeatureView's object fields are a oneof). */
+static const struct {
+    const char *method;
+    const ProtobufCMessageDescriptor *desc;
+    const char *field;
+} applies[CD_NKINDS] = {
+        [CD_PROJECT] = {"ApplyProject", &feast__registry__apply_project_request__descriptor,
+                        "project"},
+        [CD_DATA_SOURCE] = {"ApplyDataSource",
+                            &feast__registry__apply_data_source_request__descriptor, "data_source"},
+        [CD_ENTITY] = {"ApplyEntity", &feast__registry__apply_entity_request__descriptor, "entity"},
+        [CD_FEATURE_VIEW] = {"ApplyFeatureView",
+                             &feast__registry__apply_feature_view_request__descriptor,
+                             "feature_view"},
+        [CD_ODFV] = {"ApplyFeatureView", &feast__registry__apply_feature_view_request__descriptor,
+                     "on_demand_feature_view"},
+        [CD_FEATURE_SERVICE] = {"ApplyFeatureService",
+                                &feast__registry__apply_feature_service_request__descriptor,
+                                "feature_service"},
+        [CD_PERMISSION] = {"ApplyPermission",
+                           &feast__registry__apply_permission_request__descriptor, "permission"},
+};
+
 static int apply_one(ld_client *cl, const change *c, const char *project)
 {
-    ProtobufCMessage *obj = c->want->msg;
-    switch (c->kind) {
-    case CD_PROJECT: {
-        Feast__Registry__ApplyProjectRequest r = FEAST__REGISTRY__APPLY_PROJECT_REQUEST__INIT;
-        r.project = (Feast__Core__Project *)obj;
-        r.commit = 1;
-        return rpc(cl, "/feast.registry.RegistryServer/ApplyProject", &r.base, "apply project",
-                   c->name);
-    }
-    case CD_DATA_SOURCE: {
-        Feast__Registry__ApplyDataSourceRequest r =
-                FEAST__REGISTRY__APPLY_DATA_SOURCE_REQUEST__INIT;
-        r.data_source = (Feast__Core__DataSource *)obj;
-        r.project = (char *)project;
-        r.commit = 1;
-        return rpc(cl, "/feast.registry.RegistryServer/ApplyDataSource", &r.base,
-                   "apply data source", c->name);
-    }
-    case CD_ENTITY: {
-        Feast__Registry__ApplyEntityRequest r = FEAST__REGISTRY__APPLY_ENTITY_REQUEST__INIT;
-        r.entity = (Feast__Core__Entity *)obj;
-        r.project = (char *)project;
-        r.commit = 1;
-        return rpc(cl, "/feast.registry.RegistryServer/ApplyEntity", &r.base, "apply entity",
-                   c->name);
-    }
-    case CD_FEATURE_VIEW:
-    case CD_ODFV: {
-        Feast__Registry__ApplyFeatureViewRequest r =
-                FEAST__REGISTRY__APPLY_FEATURE_VIEW_REQUEST__INIT;
-        if (c->kind == CD_FEATURE_VIEW) {
-            r.base_feature_view_case =
-                    FEAST__REGISTRY__APPLY_FEATURE_VIEW_REQUEST__BASE_FEATURE_VIEW_FEATURE_VIEW;
-            r.feature_view = (Feast__Core__FeatureView *)obj;
-        } else {
-            r.base_feature_view_case =
-                    FEAST__REGISTRY__APPLY_FEATURE_VIEW_REQUEST__BASE_FEATURE_VIEW_ON_DEMAND_FEATURE_VIEW;
-            r.on_demand_feature_view = (Feast__Core__OnDemandFeatureView *)obj;
-        }
-        r.project = (char *)project;
-        r.commit = 1;
-        return rpc(cl, "/feast.registry.RegistryServer/ApplyFeatureView", &r.base,
-                   c->kind == CD_FEATURE_VIEW ? "apply feature view"
-                                              : "apply on demand feature view",
-                   c->name);
-    }
-    case CD_FEATURE_SERVICE: {
-        Feast__Registry__ApplyFeatureServiceRequest r =
-                FEAST__REGISTRY__APPLY_FEATURE_SERVICE_REQUEST__INIT;
-        r.feature_service = (Feast__Core__FeatureService *)obj;
-        r.project = (char *)project;
-        r.commit = 1;
-        return rpc(cl, "/feast.registry.RegistryServer/ApplyFeatureService", &r.base,
-                   "apply feature service", c->name);
-    }
-    case CD_PERMISSION: {
-        Feast__Registry__ApplyPermissionRequest r = FEAST__REGISTRY__APPLY_PERMISSION_REQUEST__INIT;
-        r.permission = (Feast__Core__Permission *)obj;
-        r.project = (char *)project;
-        r.commit = 1;
-        return rpc(cl, "/feast.registry.RegistryServer/ApplyPermission", &r.base,
-                   "apply permission", c->name);
-    }
-    default:
+    const ProtobufCMessageDescriptor *d = applies[c->kind].desc;
+    char method[96], what[64];
+    snprintf(method, sizeof method, "/feast.registry.RegistryServer/%s", applies[c->kind].method);
+    snprintf(what, sizeof what, "apply %s", cd_kind_label[c->kind]);
+    ProtobufCMessage *req = d ? calloc(1, d->sizeof_message) : NULL;
+    if (req)
+        protobuf_c_message_init(d, req);
+    const protobuf_c_boolean commit = 1;
+    if (!req || set_field(req, applies[c->kind].field, &c->want->msg, sizeof c->want->msg) != 0 ||
+        (c->kind != CD_PROJECT && set_field(req, "project", &project, sizeof project) != 0) ||
+        set_field(req, "commit", &commit, sizeof commit) != 0) {
+        fprintf(stderr, "larder: %s %s: cannot build the request\n", what, c->name);
+        free(req);
         return CLI_EXIT_FAIL;
     }
+    int rc = rpc(cl, method, req, what, c->name);
+    free(req);
+    return rc;
 }
 
 static int delete_one(ld_client *cl, const change *c, const char *project)
@@ -414,7 +335,7 @@ static int run_apply(int argc, char **argv, int write)
         return CLI_EXIT_USAGE;
     }
     ld_config *cfg = NULL;
-    int rc = cli_load_config(cfg_path, &cfg);
+    int rc = cli_load_config(NULL, cfg_path, &cfg);
     if (rc != CLI_EXIT_OK)
         return rc;
     ld_status st = LD_STATUS_INIT;
@@ -503,7 +424,27 @@ int cli_cmd_plan(int argc, char **argv)
 static int by_name(const void *a, const void *b)
 {
     const ProtobufCMessage *x = *(ProtobufCMessage *const *)a, *y = *(ProtobufCMessage *const *)b;
-    return strcmp(str_field(spec_of(x), "name"), str_field(spec_of(y), "name"));
+    return strcmp(cli_str_field(cli_spec_of(x), "name"), cli_str_field(cli_spec_of(y), "name"));
+}
+
+/* The objects of v[0..n) in the project, sorted by name, as root[key]
+ * (left out when there are none). */
+static void dump_kind(json_t *root, const char *key, ProtobufCMessage *const *v, size_t n,
+                      const char *project)
+{
+    ProtobufCMessage **sel = malloc((n + 1) * sizeof *sel);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(cli_str_field(cli_spec_of(v[i]), "project"), project))
+            sel[m++] = v[i];
+    qsort(sel, m, sizeof *sel, by_name);
+    if (m) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < m; i++)
+            json_array_append_new(a, cj_message(sel[i], 0));
+        json_object_set_new(root, key, a);
+    }
+    free(sel);
 }
 
 /* Feast's Registry.to_dict(project): objects of the project, sorted by name,
@@ -528,20 +469,8 @@ static json_t *dump_json(const Feast__Core__Registry *reg, const char *project,
                  {CD_ODFV, "onDemandFeatureViews"}, {CD_PERMISSION, "permissions"}};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         size_t n;
-        ProtobufCMessage **v = reg_list(reg, kinds[k].kind, &n);
-        ProtobufCMessage **sel = malloc((n + 1) * sizeof *sel);
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!strcmp(str_field(spec_of(v[i]), "project"), project))
-                sel[m++] = v[i];
-        qsort(sel, m, sizeof *sel, by_name);
-        if (m) {
-            json_t *a = json_array();
-            for (size_t i = 0; i < m; i++)
-                json_array_append_new(a, cj_message(sel[i], 0));
-            json_object_set_new(root, kinds[k].key, a);
-        }
-        free(sel);
+        ProtobufCMessage **v = cli_registry_list(reg, kinds[k].kind, &n);
+        dump_kind(root, kinds[k].key, v, n, project);
     }
     struct {
         size_t n;
@@ -551,21 +480,8 @@ static json_t *dump_json(const Feast__Core__Registry *reg, const char *project,
                  "streamFeatureViews"},
                 {reg->n_label_views, (ProtobufCMessage **)reg->label_views, "labelViews"},
                 {reg->n_saved_datasets, (ProtobufCMessage **)reg->saved_datasets, "savedDatasets"}};
-    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) {
-        ProtobufCMessage **sel = malloc((more[k].n + 1) * sizeof *sel);
-        size_t m = 0;
-        for (size_t i = 0; i < more[k].n; i++)
-            if (!strcmp(str_field(spec_of(more[k].v[i]), "project"), project))
-                sel[m++] = more[k].v[i];
-        qsort(sel, m, sizeof *sel, by_name);
-        if (m) {
-            json_t *a = json_array();
-            for (size_t i = 0; i < m; i++)
-                json_array_append_new(a, cj_message(sel[i], 0));
-            json_object_set_new(root, more[k].key, a);
-        }
-        free(sel);
-    }
+    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++)
+        dump_kind(root, more[k].key, more[k].v, more[k].n, project);
     if (infra && infra->n_infra_objects) {
         json_t *a = json_array();
         for (size_t i = 0; i < infra->n_infra_objects; i++)
@@ -622,7 +538,7 @@ int cli_cmd_registry_dump(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     ld_config *cfg = NULL;
-    int rc = cli_load_config(cfg_path, &cfg);
+    int rc = cli_load_config(NULL, cfg_path, &cfg);
     if (rc != CLI_EXIT_OK)
         return rc;
     if (!project)

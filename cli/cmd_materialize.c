@@ -13,6 +13,7 @@
 #include <grpc/grpc.h>
 
 #include "cli.h"
+#include "cli_util.h"
 #include "ld_buf.h"
 #include "ld_config.h"
 #include "ld_log.h"
@@ -117,17 +118,6 @@ static void on_progress(void *arg, const ol_mat_progress *p)
                 p->view_index + 1, p->n_views, p->view, vrows, of, pct, rows, rs, eta);
     }
     fflush(stderr);
-}
-
-static int exit_code_of(const ld_status *st)
-{
-    switch (st->code) {
-    case GRPC_STATUS_UNAVAILABLE:
-    case GRPC_STATUS_DEADLINE_EXCEEDED:
-        return CLI_EXIT_UNAVAILABLE;
-    default:
-        return CLI_EXIT_FAIL;
-    }
 }
 
 static void print_usage(FILE *f, int incremental)
@@ -299,14 +289,8 @@ static int run(int argc, char **argv, int incremental)
         case 'h':
             print_usage(stdout, incremental);
             return CLI_EXIT_OK;
-        case ':':
-            fprintf(stderr, "larder %s: option '%s' needs a value (see --help)\n", argv[0],
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "larder %s: unknown option '%s' (see --help)\n", argv[0],
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
+            return cli_bad_option(c, argv);
         }
     }
     int want = incremental ? 1 : 2;
@@ -331,12 +315,8 @@ static int run(int argc, char **argv, int incremental)
 
     ld_status st = LD_STATUS_INIT;
     ld_config *cfg = NULL;
-    if (ld_config_load(config, &cfg, &st) != 0) {
-        fprintf(stderr, "larder %s: %s\n", argv[0], st.msg);
+    if (cli_load_config(argv[0], config, &cfg) != CLI_EXIT_OK)
         return CLI_EXIT_INVALID;
-    }
-    for (size_t i = 0; i < cfg->nwarnings; i++)
-        fprintf(stderr, "larder %s: warning: %s\n", argv[0], cfg->warnings[i]);
     ld_log_setup(LD_LOG_WARN, LD_LOG_TEXT, "larder"); /* store chatter off */
     grpc_init();
     int rc = CLI_EXIT_OK;
@@ -377,7 +357,7 @@ static int run(int argc, char **argv, int incremental)
                         "larder %s: %s rows were written before the failure; rerunning is "
                         "safe\n",
                         argv[0], n);
-            rc = exit_code_of(&st);
+            rc = cli_exit_for(&st);
         } else {
             print_result(&res, json, cfg->project);
         }

@@ -16,6 +16,7 @@
 #include <grpc/grpc.h>
 
 #include "cli.h"
+#include "cli_util.h"
 #include "feast/core/Registry.pb-c.h"
 #include "ld_buf.h"
 #include "ld_config.h"
@@ -34,29 +35,6 @@
 #include "ot_ipc.h"
 
 #define MAX_ITEMS 4096
-
-static int exit_of(const ld_status *st)
-{
-    switch (st->code) {
-    case GRPC_STATUS_UNAVAILABLE:
-    case GRPC_STATUS_DEADLINE_EXCEEDED:
-        return CLI_EXIT_UNAVAILABLE;
-    default:
-        return CLI_EXIT_FAIL;
-    }
-}
-
-static int load_config(const char *cmd, const char *path, ld_config **cfg)
-{
-    ld_status st = LD_STATUS_INIT;
-    if (ld_config_load(path, cfg, &st) != 0) {
-        fprintf(stderr, "larder %s: %s\n", cmd, st.msg);
-        return -1;
-    }
-    for (size_t i = 0; i < (*cfg)->nwarnings; i++)
-        fprintf(stderr, "larder %s: warning: %s\n", cmd, (*cfg)->warnings[i]);
-    return 0;
-}
 
 /* ------------------------------------------------------------ online */
 
@@ -241,14 +219,8 @@ int cli_cmd_get_online_features(int argc, char **argv)
         case 'h':
             online_usage(stdout);
             return CLI_EXIT_OK;
-        case ':':
-            fprintf(stderr, "larder %s: option '%s' needs a value (see --help)\n", argv[0],
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "larder %s: unknown option '%s' (see --help)\n", argv[0],
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
+            return cli_bad_option(c, argv);
         }
     }
     if (optind < argc) {
@@ -275,7 +247,7 @@ int cli_cmd_get_online_features(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     ld_config *cfg;
-    if (load_config(argv[0], config, &cfg) != 0) {
+    if (cli_load_config(argv[0], config, &cfg) != CLI_EXIT_OK) {
         ld_arena_destroy(&a);
         return CLI_EXIT_INVALID;
     }
@@ -323,7 +295,7 @@ int cli_cmd_get_online_features(int argc, char **argv)
     pthread_mutex_unlock(&w.mu);
     if (!ld_status_ok(&w.st) || !w.resp) {
         fprintf(stderr, "larder %s: %s\n", argv[0], w.st.msg);
-        rc = exit_of(&w.st);
+        rc = cli_exit_for(&w.st);
     } else if (json) {
         ld_buf b = LD_BUF_INIT;
         if (ol_json_encode_get(w.resp, &b, &st) != 0) {
@@ -527,14 +499,8 @@ int cli_cmd_get_historical_features(int argc, char **argv)
         case 'h':
             historical_usage(stdout);
             return CLI_EXIT_OK;
-        case ':':
-            fprintf(stderr, "larder %s: option '%s' needs a value (see --help)\n", argv[0],
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "larder %s: unknown option '%s' (see --help)\n", argv[0],
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
+            return cli_bad_option(c, argv);
         }
     }
     if (optind < argc || !entities || (nf == 0) == (service == NULL)) {
@@ -557,7 +523,7 @@ int cli_cmd_get_historical_features(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     ld_config *cfg;
-    if (load_config(argv[0], config, &cfg) != 0) {
+    if (cli_load_config(argv[0], config, &cfg) != CLI_EXIT_OK) {
         ot_table_free(ent);
         return CLI_EXIT_INVALID;
     }
@@ -570,7 +536,7 @@ int cli_cmd_get_historical_features(int argc, char **argv)
     if (service) {
         if (service_refs(cfg, service, &refs, &views, &aliases, &st) != 0) {
             fprintf(stderr, "larder %s: %s\n", argv[0], st.msg);
-            rc = exit_of(&st);
+            rc = cli_exit_for(&st);
             goto out;
         }
     } else {
@@ -597,7 +563,7 @@ int cli_cmd_get_historical_features(int argc, char **argv)
     ld_endpoint ep;
     if (ld_discovery_offline(cfg, &ep, &st) != 0) {
         fprintf(stderr, "larder %s: %s\n", argv[0], st.msg);
-        rc = exit_of(&st);
+        rc = cli_exit_for(&st);
         goto out;
     }
     ol_flight_opts fo = {.target = ep.target, .tls = ep.tls};
@@ -629,7 +595,7 @@ int cli_cmd_get_historical_features(int argc, char **argv)
     ol_flight_sink sink = {.batch = on_hist_batch, .arg = &ho};
     if (ol_flight_command(fc, cmd.data, ent, &sink, &rows, &st) != 0) {
         fprintf(stderr, "larder %s: %s\n", argv[0], st.msg);
-        rc = exit_of(&st);
+        rc = cli_exit_for(&st);
         goto out;
     }
     if (arrow) {

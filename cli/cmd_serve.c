@@ -199,7 +199,7 @@ int cli_cmd_serve(int argc, char **argv)
         }
     }
     ld_config *cfg = NULL;
-    int rc = cli_load_config(config, &cfg);
+    int rc = cli_load_config(NULL, config, &cfg);
     if (rc != CLI_EXIT_OK)
         return rc;
     char host[256];
