@@ -42,6 +42,8 @@
 #include <grpc/status.h>
 #include <grpc/support/time.h>
 
+#include "ld_status.h"
+
 #define LD_LOAD_VERSION "0.1"
 
 /* Histogram layout, values in whole microseconds. Below 2^10 µs every µs has
@@ -139,26 +141,11 @@ struct ld_run {
     size_t n_workers;
 };
 
-static const char *const code_names[N_CODES + 1] = {
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-        "BATCH_FAILED",
-};
+/* "NOT_FOUND" for a gRPC code; BATCH_FAILED for a batch that failed to start. */
+static const char *code_name(int code)
+{
+    return code == CODE_NO_BATCH ? "BATCH_FAILED" : ld_status_code_name((grpc_status_code)code);
+}
 
 /* The run that SIGINT/SIGTERM cut short (they move its stop time to "now").
  * Set once before the threads start; a signal handler has no other way in. */
@@ -344,7 +331,7 @@ static void finish_call(ld_slot *s, int batch_ok, int64_t now)
                 if (n > sizeof(w->first_error) - 64) {
                     n = sizeof(w->first_error) - 64;
                 }
-                snprintf(w->first_error, sizeof(w->first_error), "%s: %.*s", code_names[code],
+                snprintf(w->first_error, sizeof(w->first_error), "%s: %.*s", code_name(code),
                          (int)n, (const char *)GRPC_SLICE_START_PTR(s->details));
             }
         }
@@ -899,7 +886,7 @@ static int report(const ld_run *r, double window_s, double elapsed_s)
         int first = 1;
         for (int c = 0; c <= N_CODES; c++) {
             if (errors[c]) {
-                fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", code_names[c], errors[c]);
+                fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", code_name(c), errors[c]);
                 first = 0;
             }
         }
@@ -937,7 +924,7 @@ static int report(const ld_run *r, double window_s, double elapsed_s)
                cpu_user, cpu_sys, elapsed_s, total);
         for (int c = 0; c <= N_CODES; c++) {
             if (errors[c]) {
-                printf("errors      %-20s %" PRIu64 "\n", code_names[c], errors[c]);
+                printf("errors      %-20s %" PRIu64 "\n", code_name(c), errors[c]);
             }
         }
         if (first_error) {
