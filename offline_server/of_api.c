@@ -200,9 +200,49 @@ const Feast__Core__DataSource *of_api_find_source(const Feast__Core__Registry *r
 
 /* ------------------------------------------------------------ sources */
 
+/* The file columns to read for the Feast names `names` (n of them):
+ * each name, and every column the field mapping renames into one of them,
+ * directly or through a chain of renames (of_load_source_cols applies the
+ * entries in order, so a → b, b → c makes a into c). More is harmless: the
+ * caller keeps only the columns that end up named as it asked. */
+static const char **source_columns(const Feast__Core__DataSource *ds, const char *const *names,
+                                   size_t n, size_t *n_out)
+{
+    size_t cap = n + ds->n_field_mapping, k = 0;
+    const char **cols = calloc(cap + 1, sizeof *cols);
+    if (!cols)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (names[i])
+            cols[k++] = names[i];
+    for (int grew = 1; grew;) {
+        grew = 0;
+        for (size_t m = 0; m < ds->n_field_mapping; m++) {
+            const char *key = ds->field_mapping[m]->key, *val = ds->field_mapping[m]->value;
+            int has_key = 0, has_val = 0;
+            for (size_t i = 0; i < k; i++) {
+                has_key |= !strcmp(cols[i], key);
+                has_val |= !strcmp(cols[i], val);
+            }
+            if (has_val && !has_key && k < cap) {
+                cols[k++] = key;
+                grew = 1;
+            }
+        }
+    }
+    *n_out = k;
+    return cols;
+}
+
 /* Load a file source: CSV, or Arrow IPC stream/file (Feather v2). */
 int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_table **out,
                    ld_status *st)
+{
+    return of_load_source_cols(cfg, ds, NULL, 0, out, st);
+}
+
+int of_load_source_cols(const ld_config *cfg, const Feast__Core__DataSource *ds,
+                        const char *const *names, size_t n_names, ot_table **out, ld_status *st)
 {
     if (ds->options_case != FEAST__CORE__DATA_SOURCE__OPTIONS_FILE_OPTIONS || !ds->file_options)
         return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
@@ -218,16 +258,23 @@ int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_t
     else if (strstr(uri, "://"))
         return ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
                              "file source %s: only local files are read (%s)", ds->name, uri);
+    /* only the columns asked for are decoded: the file's names */
+    size_t n_cols = 0;
+    const char **cols = NULL;
+    if (names && !(cols = source_columns(ds, names, n_names, &n_cols)))
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
     char *path = ld_config_resolve_path(cfg, uri);
     size_t n = strlen(path);
     int rc;
     if (n > 4 && !strcasecmp(path + n - 4, ".csv")) {
-        rc = ot_csv_read(path, NULL, out, st);
+        ot_csv_opts o = {.columns = cols, .n_columns = n_cols};
+        rc = ot_csv_read(path, &o, out, st);
     } else if ((n > 6 && !strcasecmp(path + n - 6, ".arrow")) ||
                (n > 8 && !strcasecmp(path + n - 8, ".feather")) ||
                (n > 4 && !strcasecmp(path + n - 4, ".ipc"))) {
-        /* read whole, decoded through the footer (ot_ipc_read_path) */
-        rc = ot_ipc_read_path(path, out, st);
+        /* block by block through the footer, the selected fields' buffers
+         * only (ot_ipc_read_path_cols) */
+        rc = ot_ipc_read_path_cols(path, cols, n_cols, out, st);
     } else if (n > 8 && !strcasecmp(path + n - 8, ".parquet")) {
         rc = ld_status_set(st, GRPC_STATUS_UNIMPLEMENTED, NULL,
                            "file source %s is Parquet (%s); larder-offline reads CSV and Arrow "
@@ -239,6 +286,7 @@ int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_t
                            ds->name, path);
     }
     free(path);
+    free(cols);
     if (rc != 0)
         return -1;
     /* field_mapping: source column -> Feast name */
@@ -406,13 +454,14 @@ static void view_keep_in_place(ot_table *t, const ot_pit_view *v)
     }
 }
 
-/* The source columns view v reads. */
-static void view_keep(ot_table *t, const ot_pit_view *v, ld_arena *ar)
+/* The source columns view v reads (Feast names; NULL entries possible):
+ * join keys, features, event and created timestamps. NULL when out of
+ * memory. */
+static const char **view_columns(const ot_pit_view *v, ld_arena *ar, size_t *n)
 {
-    size_t n = v->n_keys + v->n_features + 2;
-    const char **names = ld_arena_calloc(ar, n, sizeof *names);
+    const char **names = ld_arena_calloc(ar, v->n_keys + v->n_features + 2, sizeof *names);
     if (!names)
-        return; /* keep everything */
+        return NULL;
     size_t k = 0;
     for (size_t i = 0; i < v->n_keys; i++)
         names[k++] = v->join_keys[i];
@@ -420,7 +469,23 @@ static void view_keep(ot_table *t, const ot_pit_view *v, ld_arena *ar)
         names[k++] = v->features[i];
     names[k++] = v->event_ts;
     names[k++] = v->created_ts;
-    table_keep(t, names, k);
+    *n = k;
+    return names;
+}
+
+/* Load v's source reading only the columns v reads (the field mapping can
+ * bring in a few more: those go right after loading). */
+static int load_view_source(const ld_config *cfg, const Feast__Core__DataSource *ds,
+                            const ot_pit_view *v, ld_arena *ar, ot_table **out, ld_status *st)
+{
+    size_t n = 0;
+    const char **names = view_columns(v, ar, &n);
+    if (!names)
+        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+    if (of_load_source_cols(cfg, ds, names, n, out, st) != 0)
+        return -1;
+    table_keep(*out, names, n);
+    return 0;
 }
 
 static const char *jstr(json_t *j, const char *key)
@@ -540,56 +605,56 @@ static int api_pull(of_api *a, json_t *j, int latest, of_result **out, ld_status
     if (!name || !ts)
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                              "the command needs data_source_name and timestamp_field");
-    reg_copy *rc_ = registry(a, st);
-    if (!rc_)
-        return -1;
-    const Feast__Core__DataSource *ds = find_source(rc_->r, a->cfg->project, name);
-    ot_table *src = NULL;
-    int rc = ds ? of_load_source(a->cfg, ds, &src, st)
-                : ld_status_set(st, GRPC_STATUS_NOT_FOUND, "DataSourceObjectNotFoundException",
-                                "Data source %s does not exist in project %s", name,
-                                a->cfg->project);
-    reg_copy_unref(rc_);
-    if (rc != 0)
-        return -1;
     /* the result keeps the source, the command (names) and the selection */
     of_result *res = result_new(RES_GATHER, st);
-    if (!res) {
-        ot_table_free(src);
+    if (!res)
         return -1;
-    }
     ld_arena *ar = &res->ar;
     res->cmd = json_incref(j);
-    if (!(res->sources = ld_arena_calloc(ar, 1, sizeof *res->sources))) {
-        ot_table_free(src);
-        of_result_free(res);
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-    }
-    res->sources[0] = src;
-    res->n_sources = 1;
     const char **keys, **feats;
     size_t nk, nf;
     int64_t start = 0, end = 0;
     int has_start, has_end;
-    rc = -1;
+    int rc = -1;
+    if (!(res->sources = ld_arena_calloc(ar, 1, sizeof *res->sources))) {
+        ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+        goto out;
+    }
+    /* a missing source first, then the command's lists, then the file */
+    reg_copy *rc_ = registry(a, st);
+    if (!rc_)
+        goto out;
+    const Feast__Core__DataSource *ds = find_source(rc_->r, a->cfg->project, name);
+    if (!ds) {
+        ld_status_set(st, GRPC_STATUS_NOT_FOUND, "DataSourceObjectNotFoundException",
+                      "Data source %s does not exist in project %s", name, a->cfg->project);
+        reg_copy_unref(rc_);
+        goto out;
+    }
     if (strings_of(json_object_get(j, "join_key_columns"), &keys, &nk, ar) != 0 ||
         strings_of(json_object_get(j, "feature_name_columns"), &feats, &nf, ar) != 0) {
         ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                       "join_key_columns and feature_name_columns must be lists of strings");
+        reg_copy_unref(rc_);
         goto out;
     }
     if (parse_iso(j, "start_date", &start, &has_start, st) != 0 ||
-        parse_iso(j, "end_date", &end, &has_end, st) != 0)
+        parse_iso(j, "end_date", &end, &has_end, st) != 0) {
+        reg_copy_unref(rc_);
         goto out;
-    {
-        ot_pit_view pv = {.join_keys = keys,
-                          .n_keys = nk,
-                          .features = feats,
-                          .n_features = nf,
-                          .event_ts = ts,
-                          .created_ts = created};
-        view_keep(src, &pv, ar);
     }
+    ot_pit_view pv = {.join_keys = keys,
+                      .n_keys = nk,
+                      .features = feats,
+                      .n_features = nf,
+                      .event_ts = ts,
+                      .created_ts = created};
+    int lrc = load_view_source(a->cfg, ds, &pv, ar, &res->sources[0], st);
+    reg_copy_unref(rc_);
+    if (lrc != 0)
+        goto out;
+    res->n_sources = 1;
+    ot_table *src = res->sources[0];
     const ot_column *tsc = ot_table_column(src, ts);
     const ot_column *cc = created && *created ? ot_table_column(src, created) : NULL;
     if (!tsc || tsc->type.id != OT_TIMESTAMP) {
@@ -790,10 +855,9 @@ static int api_historical(of_api *a, json_t *j, const ot_table *entities, of_res
     for (size_t v = 0; v < nv; v++) {
         const Feast__Core__DataSource *ds = NULL;
         if (of_hist_resolve(r, project, j, v, &views[v], &ds, &res->ar, st) != 0 ||
-            of_load_source(a->cfg, ds, &res->sources[v], st) != 0)
+            load_view_source(a->cfg, ds, &views[v], &res->ar, &res->sources[v], st) != 0)
             goto out;
         res->n_sources = v + 1;
-        view_keep(res->sources[v], &views[v], &res->ar);
         views[v].source = res->sources[v];
     }
     rc = ot_pit_plan(entities, ts_col, views, nv, a->threads, &res->gather, st);
@@ -815,7 +879,7 @@ out:
 /* Commands on PostgreSQL sources go to of_pg.c: 1 when `j` (run as `api`,
  * NULL: its own) is not one. */
 static int run_pg(of_api *a, json_t *j, const char *api, const ot_table *upload,
-                  of_pg_stream **stream, ld_status *st)
+                  of_pg_cancel *cancel, of_pg_stream **stream, ld_status *st)
 {
     if (!api)
         api = jstr(j, "api");
@@ -824,20 +888,21 @@ static int run_pg(of_api *a, json_t *j, const char *api, const ot_table *upload,
                                   strcmp(api, "validate_data_source")
                           ? registry(a, &ignored)
                           : NULL;
-    int rc = of_pg_command(a->pg, c ? c->r : NULL, a->cfg->project, api, j, upload, stream, st);
+    int rc = of_pg_command(a->pg, c ? c->r : NULL, a->cfg->project, api, j, upload, cancel, stream,
+                           st);
     reg_copy_unref(c);
     return rc;
 }
 
 int of_api_run_stream(of_api *a, const char *cmd, size_t len, const ot_table *upload,
-                      of_result **out, ld_status *st)
+                      of_pg_cancel *cancel, of_result **out, ld_status *st)
 {
     *out = NULL;
     json_t *j = parse_cmd(cmd, len, st);
     if (!j)
         return -1;
     of_pg_stream *pgs = NULL;
-    int rc = run_pg(a, j, NULL, upload, &pgs, st);
+    int rc = run_pg(a, j, NULL, upload, cancel, &pgs, st);
     if (rc == 0) {
         if (!pgs) {
             rc = ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
@@ -865,7 +930,7 @@ int of_api_run(of_api *a, const char *cmd, size_t len, const ot_table *upload, o
     if (!j)
         return -1;
     of_pg_stream *pgs = NULL;
-    int pgrc = run_pg(a, j, NULL, upload, &pgs, st);
+    int pgrc = run_pg(a, j, NULL, upload, NULL, &pgs, st);
     if (pgrc != 1) {
         if (pgrc == 0 && pgs)
             pgrc = of_pg_stream_collect(pgs, result, st);

@@ -38,9 +38,11 @@ int of_api_run(of_api *api, const char *cmd, size_t len, const ot_table *upload,
 typedef struct of_result of_result;
 
 /* Run a read-style command for DoGet (blocking: call from a pool thread).
- * `upload` is borrowed: it must outlive *out. */
+ * `upload` is borrowed: it must outlive *out. `cancel` (NULL: none), fired
+ * when the call goes away, cancels the command's PostgreSQL statements,
+ * those the result runs while it is read included (of_pg.h). */
 int of_api_run_stream(of_api *api, const char *cmd, size_t len, const ot_table *upload,
-                      of_result **out, ld_status *st);
+                      of_pg_cancel *cancel, of_result **out, ld_status *st);
 /* The result's row count when known before it is read (file sources), or
  * -1 (a PostgreSQL cursor). */
 int64_t of_result_total_rows(const of_result *r);

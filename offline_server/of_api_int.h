@@ -30,9 +30,18 @@ int of_api_threads(const of_api *a);
 const Feast__Core__DataSource *of_api_find_source(const Feast__Core__Registry *r,
                                                   const char *project, const char *name);
 
-/* Load a file source (CSV or Arrow IPC) with its field mapping applied. */
+/* Load a file source (CSV or Arrow IPC) with its field mapping applied:
+ * every column of the file. */
 int of_load_source(const ld_config *cfg, const Feast__Core__DataSource *ds, ot_table **out,
                    ld_status *st);
+/* The same reading only what the Feast names names[0..n) need (NULL
+ * entries ignored): those columns, and the columns the field mapping renames
+ * into them. The other columns are not decoded at all (Arrow IPC: their
+ * buffers are not even read; CSV: not converted or kept). The table may hold
+ * a few more columns than asked (a mapped column's old name); a name the
+ * file lacks is simply absent. names == NULL: every column. */
+int of_load_source_cols(const ld_config *cfg, const Feast__Core__DataSource *ds,
+                        const char *const *names, size_t n, ot_table **out, ld_status *st);
 
 /* Run a read-style command (get_historical_features, pull_*, the column
  * listing) over file sources on `upload`: what DoGet streams (`upload`

@@ -290,7 +290,30 @@ typedef struct get_state {
     size_t qhead, qn;
     int sending, producing, eof, abort, ended;
     ld_status err; /* abort with a failure (code != OK); else cancelled */
+    /* cancels the command's PostgreSQL statements when the call goes away:
+     * the slot's reference goes to get_cancelled (which fires it) or to the
+     * end of the call, whichever takes it first; get_run holds its own
+     * while it runs the command (the result keeps another) */
+    _Atomic(of_pg_cancel *) cancel;
+    of_pg_cancel *run_cancel;
 } get_state;
+
+static void get_cancel_release(get_state *g)
+{
+    of_pg_cancel_unref(atomic_exchange(&g->cancel, NULL));
+    of_pg_cancel_unref(g->run_cancel);
+    g->run_cancel = NULL;
+}
+
+/* Completion-queue thread: the client went away or the deadline passed. A
+ * producer blocked on PostgreSQL returns once the statement is cancelled. */
+static void get_cancelled(ld_call *c)
+{
+    get_state *g = ld_call_user(c);
+    of_pg_cancel *k = atomic_exchange(&g->cancel, NULL);
+    of_pg_cancel_fire(k);
+    of_pg_cancel_unref(k);
+}
 
 static size_t put_varint(uint8_t *p, uint64_t v)
 {
@@ -455,6 +478,7 @@ static void get_end(ld_call *c, get_state *g)
     g->upload = NULL;
     ld_buf_free(&g->header);
     ot_ipc_body_free(&g->spans);
+    get_cancel_release(g);
     pthread_mutex_destroy(&g->mu);
     malloc_trim(0); /* the sources and the join state are gone: give the memory back */
     if (!g->abort)
@@ -544,11 +568,17 @@ static void get_run(ld_call *c)
     ld_status st = LD_STATUS_INIT;
     of_upload *e = of_uploads_take(g->f->uploads, g->ticket.data, g->ticket.len);
     if (!e) {
+        get_cancel_release(g);
         ld_call_failf(c, GRPC_STATUS_NOT_FOUND, NULL, "unknown ticket: no upload is waiting");
         return;
     }
-    if (of_api_run_stream(g->f->api, e->cmd, e->cmd_len, e->table, &g->res, &st) != 0) {
+    int rc =
+            of_api_run_stream(g->f->api, e->cmd, e->cmd_len, e->table, g->run_cancel, &g->res, &st);
+    of_pg_cancel_unref(g->run_cancel); /* the result holds its own */
+    g->run_cancel = NULL;
+    if (rc != 0) {
         of_uploads_restore(g->f->uploads, e); /* the client may retry */
+        get_cancel_release(g);
         ld_call_fail(c, &st);
         return;
     }
@@ -568,9 +598,16 @@ static void h_do_get(ld_call *c, const ProtobufCMessage *msg)
     }
     g->f = ld_call_ctx(c);
     g->ticket = t->ticket; /* the request lives in the call arena */
+    /* NULL (out of memory): the PostgreSQL statements are not cancellable */
+    of_pg_cancel *k = of_pg_cancel_new();
+    atomic_init(&g->cancel, k);
+    g->run_cancel = of_pg_cancel_ref(k);
     ld_call_set_user(c, g);
-    if (ld_call_offload(c, get_run) != 0)
+    ld_call_on_cancel(c, get_cancelled);
+    if (ld_call_offload(c, get_run) != 0) {
+        get_cancel_release(g);
         ld_call_failf(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "offline server is busy");
+    }
 }
 
 /* ------------------------------------------------------------ the rest */

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -881,11 +882,155 @@ static int result_to_table(PGresult *res, ot_table **out, ld_status *st)
     return 0;
 }
 
+/* ------------------------------------------------------------ cancellation
+ *
+ * A command attaches its connection to its token (PQgetCancel: the
+ * backend's pid and key, a copy that does not point into the PGconn) and
+ * detaches it before the connection is closed or given back. A fire sends
+ * the cancel request holding the token's lock, so after a detach no request
+ * for that connection leaves any more; one sent just before may still reach
+ * the backend after the statement ended, which is why a connection whose
+ * token fired is closed instead of reused. */
+
+struct of_pg_cancel {
+    atomic_int refs;
+    pthread_mutex_t mu; /* fired, pc; held while a cancel request is sent */
+    int fired;
+    PGcancel *pc; /* the running command's connection; NULL: none attached */
+};
+
+of_pg_cancel *of_pg_cancel_new(void)
+{
+    of_pg_cancel *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    atomic_init(&k->refs, 1);
+    pthread_mutex_init(&k->mu, NULL);
+    return k;
+}
+
+of_pg_cancel *of_pg_cancel_ref(of_pg_cancel *k)
+{
+    if (k)
+        atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed);
+    return k;
+}
+
+void of_pg_cancel_unref(of_pg_cancel *k)
+{
+    if (k && atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) == 1) {
+        PQfreeCancel(k->pc);
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+    }
+}
+
+/* A short-lived thread: the cancel request connects to the server, which
+ * may take a while (PQcancel has no timeout of its own). */
+static void *cancel_thread(void *arg)
+{
+    of_pg_cancel *k = arg;
+    char err[256];
+    pthread_mutex_lock(&k->mu);
+    if (k->pc) {
+        if (PQcancel(k->pc, err, (int)sizeof err))
+            ld_debug("postgres offline store: the call is gone, its statement cancelled");
+        else
+            ld_warn("postgres offline store: cancelling the statement of a call that is gone "
+                    "failed: %s",
+                    err);
+    }
+    pthread_mutex_unlock(&k->mu);
+    of_pg_cancel_unref(k);
+    return NULL;
+}
+
+void of_pg_cancel_fire(of_pg_cancel *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->mu);
+    int send = !k->fired && k->pc;
+    k->fired = 1;
+    pthread_mutex_unlock(&k->mu);
+    if (!send)
+        return; /* nothing runs yet: the next statement will not start */
+    pthread_attr_t at;
+    pthread_t t;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, cancel_thread, of_pg_cancel_ref(k)) != 0)
+        cancel_thread(k); /* no thread: send it from here */
+    pthread_attr_destroy(&at);
+}
+
+static int cancel_fired(of_pg_cancel *k)
+{
+    if (!k)
+        return 0;
+    pthread_mutex_lock(&k->mu);
+    int fired = k->fired;
+    pthread_mutex_unlock(&k->mu);
+    return fired;
+}
+
+static int cancelled(ld_status *st)
+{
+    return ld_status_set(st, GRPC_STATUS_CANCELLED, NULL,
+                         "the call was cancelled: its PostgreSQL statement was cancelled");
+}
+
+/* c becomes what a fire of k cancels; CANCELLED when k has fired already. */
+static int cancel_attach(of_pg_cancel *k, PGconn *c, ld_status *st)
+{
+    if (!k)
+        return 0;
+    PGcancel *pc = PQgetCancel(c);
+    pthread_mutex_lock(&k->mu);
+    int fired = k->fired;
+    if (!fired) {
+        PQfreeCancel(k->pc);
+        k->pc = pc;
+        pc = NULL;
+    }
+    pthread_mutex_unlock(&k->mu);
+    PQfreeCancel(pc);
+    return fired ? cancelled(st) : 0;
+}
+
+/* No cancel request for the attached connection from now on. 1 when k has
+ * fired: the connection must be closed, not reused. */
+static int cancel_detach(of_pg_cancel *k)
+{
+    if (!k)
+        return 0;
+    pthread_mutex_lock(&k->mu);
+    PGcancel *pc = k->pc;
+    k->pc = NULL;
+    int fired = k->fired;
+    pthread_mutex_unlock(&k->mu);
+    PQfreeCancel(pc);
+    return fired;
+}
+
+/* A read command is over without a stream: the connection goes back (rolled
+ * back) or, after a cancel, is closed. */
+static void end_command(of_pg *p, PGconn *c, of_pg_cancel *k)
+{
+    if (!c)
+        return;
+    if (cancel_detach(k))
+        PQfinish(c);
+    else
+        abandon(p, c);
+}
+
 /* ------------------------------------------------------------ streams */
 
 struct of_pg_stream {
     of_pg *pg;
     PGconn *c; /* in a transaction with the cursor open; NULL when done */
+    of_pg_cancel *k;
     int started;
     int done;
 };
@@ -893,7 +1038,8 @@ struct of_pg_stream {
 static int stream_finish(of_pg_stream *s, ld_status *st)
 {
     int rc = exec(s->pg, s->c, "COMMIT", "finishing the result", st);
-    if (rc == 0)
+    int fired = cancel_detach(s->k);
+    if (rc == 0 && !fired)
         conn_put(s->pg, s->c);
     else
         PQfinish(s->c);
@@ -907,10 +1053,15 @@ int of_pg_stream_next(of_pg_stream *s, ot_table **chunk, ld_status *st)
     *chunk = NULL;
     if (s->done || !s->c)
         return 0;
+    if (cancel_fired(s->k))
+        return cancelled(st);
     PGresult *res =
             PQexecParams(s->c, "FETCH FORWARD 65536 FROM " CURSOR, 0, NULL, NULL, NULL, NULL, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_err(s->pg, s->c, res, "reading the result", st);
+        if (cancel_fired(s->k))
+            cancelled(st);
+        else
+            pg_err(s->pg, s->c, res, "reading the result", st);
         PQclear(res);
         return -1;
     }
@@ -936,8 +1087,11 @@ void of_pg_stream_free(of_pg_stream *s)
 {
     if (!s)
         return;
-    if (s->c)
+    if (s->c) {
+        cancel_detach(s->k);
         PQfinish(s->c); /* mid-transaction: closing is cheaper than a rollback */
+    }
+    of_pg_cancel_unref(s->k);
     free(s);
 }
 
@@ -975,10 +1129,10 @@ int of_pg_stream_collect(of_pg_stream *s, ot_table **out, ld_status *st)
     return rc;
 }
 
-/* BEGIN was run on c: declare the cursor and wrap it. On failure the
- * connection is abandoned. */
-static int stream_open(of_pg *p, PGconn *c, const char *sql, const char *what, of_pg_stream **out,
-                       ld_status *st)
+/* BEGIN was run on c (attached to k): declare the cursor and wrap it. On
+ * failure the command ends (end_command). */
+static int stream_open(of_pg *p, PGconn *c, of_pg_cancel *k, const char *sql, const char *what,
+                       of_pg_stream **out, ld_status *st)
 {
     ld_buf q = LD_BUF_INIT;
     ld_buf_puts(&q, "DECLARE " CURSOR " NO SCROLL CURSOR FOR ");
@@ -990,29 +1144,36 @@ static int stream_open(of_pg *p, PGconn *c, const char *sql, const char *what, o
         rc = exec(p, c, q.data, what, st);
     ld_buf_free(&q);
     if (rc != 0) {
-        abandon(p, c);
+        end_command(p, c, k);
         return -1;
     }
     of_pg_stream *s = calloc(1, sizeof *s);
     if (!s) {
-        abandon(p, c);
+        end_command(p, c, k);
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
     }
     s->pg = p;
     s->c = c;
+    s->k = of_pg_cancel_ref(k);
     *out = s;
     return 0;
 }
 
-/* A connection in a fresh transaction, or NULL. */
-static PGconn *begin(of_pg *p, ld_status *st)
+/* A connection in a fresh transaction (attached to k, when not NULL), or
+ * NULL. */
+static PGconn *begin(of_pg *p, of_pg_cancel *k, ld_status *st)
 {
     PGconn *c = conn_get(p, st);
+    if (c && cancel_attach(k, c, st) != 0) {
+        conn_put(p, c);
+        return NULL;
+    }
     /* cursors are planned for the first 10% of their rows by default
      * (nested loops); we read them to the end */
     if (c &&
         (exec(p, c, "BEGIN", "starting a transaction", st) != 0 ||
          exec(p, c, "SET LOCAL cursor_tuple_fraction = 1", "starting a transaction", st) != 0)) {
+        cancel_detach(k);
         PQfinish(c);
         return NULL;
     }
@@ -1773,7 +1934,8 @@ static int hist_entityless(of_pg *p, PGconn *c, json_t *j, pv *vs, size_t nv, ld
 }
 
 static int api_historical(of_pg *p, const Feast__Core__Registry *r, const char *project, json_t *j,
-                          const ot_table *upload, of_pg_stream **out, ld_status *st)
+                          const ot_table *upload, of_pg_cancel *k, of_pg_stream **out,
+                          ld_status *st)
 {
     ld_arena ar;
     ld_arena_init(&ar, NULL, 0, 0);
@@ -1790,7 +1952,7 @@ static int api_historical(of_pg *p, const Feast__Core__Registry *r, const char *
     }
     int mock = !upload || (upload->n_cols == 1 && !strcmp(upload->cols[0].name, "key"));
     const char *sql = jstr(j, "entity_df_sql");
-    if (!(c = begin(p, st)))
+    if (!(c = begin(p, k, st)))
         goto out;
     if (!mock || sql) {
         const char **ecols = NULL;
@@ -1838,18 +2000,17 @@ static int api_historical(of_pg *p, const Feast__Core__Registry *r, const char *
     } else if (hist_entityless(p, c, j, vs, nv, &q, st) != 0) {
         goto out;
     }
-    rc = stream_open(p, c, q.data, "get_historical_features", out, st);
-    c = NULL; /* the stream has it, or it was abandoned */
+    rc = stream_open(p, c, k, q.data, "get_historical_features", out, st);
+    c = NULL; /* the stream has it, or the command ended */
 out:
-    if (c)
-        abandon(p, c);
+    end_command(p, c, k);
     ld_buf_free(&q);
     ld_arena_destroy(&ar);
     return rc;
 }
 
 static int api_pull(of_pg *p, const Feast__Core__DataSource *ds, json_t *j, int latest,
-                    of_pg_stream **out, ld_status *st)
+                    of_pg_cancel *cancel, of_pg_stream **out, ld_status *st)
 {
     const char *ts = jstr(j, "timestamp_field");
     const char *created = jstr(j, "created_timestamp_column");
@@ -1962,9 +2123,9 @@ static int api_pull(of_pg *p, const Feast__Core__DataSource *ds, json_t *j, int 
     }
     ld_buf_free(&where);
     ld_buf_free(&cols);
-    PGconn *c = begin(p, st);
+    PGconn *c = begin(p, cancel, st);
     if (c)
-        rc = stream_open(p, c, q.data,
+        rc = stream_open(p, c, cancel, q.data,
                          latest ? "pull_latest_from_table_or_query"
                                 : "pull_all_from_table_or_query",
                          out, st);
@@ -1975,7 +2136,8 @@ out:
 }
 
 /* get_table_column_names_and_types_from_data_source / validate_data_source */
-static int api_describe(of_pg *p, json_t *dsj, int validate, of_pg_stream **out, ld_status *st)
+static int api_describe(of_pg *p, json_t *dsj, int validate, of_pg_cancel *k, of_pg_stream **out,
+                        ld_status *st)
 {
     ld_arena ar;
     ld_arena_init(&ar, NULL, 0, 0);
@@ -1983,7 +2145,7 @@ static int api_describe(of_pg *p, json_t *dsj, int validate, of_pg_stream **out,
     int rc = src_from_json(dsj, &src, &ar, st);
     if (rc == 0 && !p->configured)
         rc = not_configured(p, src.name, st);
-    PGconn *c = rc == 0 ? begin(p, st) : NULL;
+    PGconn *c = rc == 0 ? begin(p, k, st) : NULL;
     if (!c) {
         ld_arena_destroy(&ar);
         return -1;
@@ -1992,7 +2154,7 @@ static int api_describe(of_pg *p, json_t *dsj, int validate, of_pg_stream **out,
     snprintf(what, sizeof what, "reading the columns of PostgreSQL source %s", src.name);
     PGresult *res = describe(p, c, src.from, what, st);
     if (!res) {
-        abandon(p, c);
+        end_command(p, c, k);
         ld_arena_destroy(&ar);
         return -1;
     }
@@ -2002,7 +2164,7 @@ static int api_describe(of_pg *p, json_t *dsj, int validate, of_pg_stream **out,
             rc = ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "ZeroColumnQueryResult",
                                "PostgreSQL source %s has no columns", src.name);
         PQclear(res);
-        abandon(p, c);
+        end_command(p, c, k);
         ld_arena_destroy(&ar);
         return rc;
     }
@@ -2017,7 +2179,7 @@ static int api_describe(of_pg *p, json_t *dsj, int validate, of_pg_stream **out,
     }
     ld_buf_puts(&q, ") AS t(name, type)");
     PQclear(res);
-    rc = stream_open(p, c, q.data, "listing columns", out, st);
+    rc = stream_open(p, c, k, q.data, "listing columns", out, st);
     ld_buf_free(&q);
     ld_arena_destroy(&ar);
     return rc;
@@ -2060,7 +2222,7 @@ static int api_write(of_pg *p, const Feast__Core__Registry *r, const char *proje
     if (rc == 0 && (!rows || rows->n_cols == 0))
         rc = ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL,
                            "offline_write_batch needs a table of rows");
-    PGconn *c = rc == 0 ? begin(p, st) : NULL;
+    PGconn *c = rc == 0 ? begin(p, NULL, st) : NULL;
     if (!c) {
         ld_arena_destroy(&ar);
         return -1;
@@ -2112,38 +2274,24 @@ static int api_write(of_pg *p, const Feast__Core__Registry *r, const char *proje
     return rc;
 }
 
+static int read_command(of_pg *p, const Feast__Core__Registry *r, const char *project,
+                        const char *api, json_t *j, const ot_table *upload, of_pg_cancel *k,
+                        of_pg_stream **stream, ld_status *st);
+
 int of_pg_command(of_pg *p, const Feast__Core__Registry *r, const char *project, const char *api,
-                  json_t *j, const ot_table *upload, of_pg_stream **stream, ld_status *st)
+                  json_t *j, const ot_table *upload, of_pg_cancel *cancel, of_pg_stream **stream,
+                  ld_status *st)
 {
     *stream = NULL;
     if (!api)
         api = jstr(j, "api");
     if (!api)
         return 1;
-    if (!strcmp(api, "get_historical_features")) {
-        if (!r || !hist_is_pg(r, project, j))
-            return 1;
-        return api_historical(p, r, project, j, upload, stream, st);
-    }
-    if (!strcmp(api, "pull_all_from_table_or_query") ||
-        !strcmp(api, "pull_latest_from_table_or_query")) {
-        const Feast__Core__DataSource *ds =
-                r ? find_source(r, project, jstr(j, "data_source_name")) : NULL;
-        if (!of_pg_is_source(ds))
-            return 1;
-        return api_pull(p, ds, j, api[5] == 'l', stream, st);
-    }
-    if (!strcmp(api, "get_table_column_names_and_types_from_data_source") ||
-        !strcmp(api, "validate_data_source")) {
-        const char *proto = jstr(j, "data_source_proto");
-        json_error_t err;
-        json_t *ds = proto ? json_loads(proto, 0, &err) : NULL;
-        int rc = 1;
-        if (ds && json_is_pg(ds))
-            rc = api_describe(p, ds, api[0] == 'v', stream, st);
-        json_decref(ds);
+    int rc = read_command(p, r, project, api, j, upload, cancel, stream, st);
+    if (rc < 0 && cancel_fired(cancel))
+        cancelled(st); /* whatever PostgreSQL said about it */
+    if (rc != 2)
         return rc;
-    }
     if (!strcmp(api, "offline_write_batch")) {
         json_t *names = json_object_get(j, "feature_view_names");
         fv_ref fv;
@@ -2153,4 +2301,36 @@ int of_pg_command(of_pg *p, const Feast__Core__Registry *r, const char *project,
         return api_write(p, r, project, j, upload, st);
     }
     return 1;
+}
+
+/* The read APIs; 2 when api is none of them. */
+static int read_command(of_pg *p, const Feast__Core__Registry *r, const char *project,
+                        const char *api, json_t *j, const ot_table *upload, of_pg_cancel *k,
+                        of_pg_stream **stream, ld_status *st)
+{
+    if (!strcmp(api, "get_historical_features")) {
+        if (!r || !hist_is_pg(r, project, j))
+            return 1;
+        return api_historical(p, r, project, j, upload, k, stream, st);
+    }
+    if (!strcmp(api, "pull_all_from_table_or_query") ||
+        !strcmp(api, "pull_latest_from_table_or_query")) {
+        const Feast__Core__DataSource *ds =
+                r ? find_source(r, project, jstr(j, "data_source_name")) : NULL;
+        if (!of_pg_is_source(ds))
+            return 1;
+        return api_pull(p, ds, j, api[5] == 'l', k, stream, st);
+    }
+    if (!strcmp(api, "get_table_column_names_and_types_from_data_source") ||
+        !strcmp(api, "validate_data_source")) {
+        const char *proto = jstr(j, "data_source_proto");
+        json_error_t err;
+        json_t *ds = proto ? json_loads(proto, 0, &err) : NULL;
+        int rc = 1;
+        if (ds && json_is_pg(ds))
+            rc = api_describe(p, ds, api[0] == 'v', k, stream, st);
+        json_decref(ds);
+        return rc;
+    }
+    return 2;
 }

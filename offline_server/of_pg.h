@@ -42,6 +42,22 @@ void of_pg_free(of_pg *p);
  * ...PostgreSQLSource). */
 int of_pg_is_source(const Feast__Core__DataSource *ds);
 
+/* Cancellation of one command's statements (a DoGet whose client went
+ * away, or whose deadline passed). of_pg_cancel_fire, from any thread and
+ * without blocking, makes PostgreSQL cancel the statement the command is
+ * running (PQcancel, sent from a short-lived thread of its own so that the
+ * caller never waits on the network), and every later statement of the
+ * command fail at once with CANCELLED; the command's connection is then
+ * closed, never reused (a cancel request that arrives late must not hit
+ * someone else's statement). Referenced: new gives one reference, each
+ * command or stream using it takes its own. */
+typedef struct of_pg_cancel of_pg_cancel;
+
+of_pg_cancel *of_pg_cancel_new(void); /* NULL when out of memory */
+of_pg_cancel *of_pg_cancel_ref(of_pg_cancel *k);
+void of_pg_cancel_fire(of_pg_cancel *k);
+void of_pg_cancel_unref(of_pg_cancel *k);
+
 /* A result being read from a cursor. */
 typedef struct of_pg_stream of_pg_stream;
 
@@ -59,6 +75,8 @@ int of_pg_stream_collect(of_pg_stream *s, ot_table **out, ld_status *st);
  * nothing set), else 0 with the result in *stream (read APIs) or nothing
  * (write APIs), or -1 and st. `upload` is the DoPut table (Feast's mock
  * table = no entity dataframe); `r` the registry (NULL: none), `project` the
- * server's project. */
+ * server's project; `cancel` (NULL: none) cancels the read APIs' statements,
+ * the stream's included. */
 int of_pg_command(of_pg *p, const Feast__Core__Registry *r, const char *project, const char *api,
-                  json_t *cmd, const ot_table *upload, of_pg_stream **stream, ld_status *st);
+                  json_t *cmd, const ot_table *upload, of_pg_cancel *cancel, of_pg_stream **stream,
+                  ld_status *st);

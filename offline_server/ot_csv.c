@@ -500,17 +500,59 @@ static void col_put(ot_column *c, int64_t r, const csv_field *f, bool nanos)
         c->offsets[r + 1] = (int32_t)c->data_len;
 }
 
-int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opts *o,
-                 ot_table **out, ld_status *st)
+/* A mapped input whose parsed pages are handed back (MADV_DONTNEED) as a
+ * pass goes: they hold nothing that is looked at again (names are copied;
+ * a page touched anew is read back from the file). */
+#define CSV_DROP_STEP ((size_t)8 << 20)
+
+typedef struct csv_drop {
+    const char *base; /* page-aligned start of the mapping; NULL: not mapped */
+    size_t done;      /* bytes handed back */
+    size_t page;
+} csv_drop;
+
+static void drop_behind(csv_drop *d, const char *p)
+{
+    if (!d->base)
+        return;
+    size_t upto = (size_t)(p - d->base) & ~(d->page - 1);
+    if (upto < d->done + CSV_DROP_STEP)
+        return;
+    madvise((void *)(d->base + d->done), upto - d->done, MADV_DONTNEED);
+    d->done = upto;
+}
+
+static bool wanted(const ot_csv_opts *o, const char *name)
+{
+    if (!o->columns)
+        return true;
+    for (size_t i = 0; i < o->n_columns; i++)
+        if (o->columns[i] && !strcmp(o->columns[i], name))
+            return true;
+    return false;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static int csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opts *o,
+                     bool mapped, ot_table **out, ld_status *st)
 {
     ot_csv_opts def = {0};
     csv_parser ps = {0};
     csv_field *f = NULL;
     csv_col *cols = NULL;
     ot_table *t = NULL;
-    size_t nc = 0, nf, maxc;
+    size_t nc = 0, nf, maxc, nw = 0;
+    char **names = NULL;  /* the header's names */
+    ptrdiff_t *at = NULL; /* file column -> table column; -1: not read */
     int64_t rows = 0;
     int rc;
+    csv_drop drop = {.base = mapped ? buf : NULL, .page = (size_t)sysconf(_SC_PAGESIZE)};
 
     *out = NULL;
     if (!o)
@@ -539,6 +581,20 @@ int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opt
     if (!grown)
         goto oom;
     f = grown;
+    /* the names, copied (checked after pass 1, as they always were) */
+    if (!(names = calloc(nc, sizeof *names)) || !(at = calloc(nc, sizeof *at)))
+        goto oom;
+    for (size_t c = 0; c < nc; c++) {
+        const csv_field *h = &f[c];
+        if (!(names[c] = malloc(h->len + 1)))
+            goto oom;
+        size_t hl = h->escaped ? unescape(h, names[c]) : (memcpy(names[c], h->p, h->len), h->len);
+        names[c][hl] = 0;
+        if (!hl || memchr(names[c], 0, hl))
+            at[c] = -2; /* no name: an error after pass 1 */
+        else
+            at[c] = wanted(o, names[c]) ? (ptrdiff_t)nw++ : -1;
+    }
 
     /* pass 1 */
     if (!(cols = calloc(nc, sizeof *cols)))
@@ -548,7 +604,10 @@ int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opt
         goto oom;
     for (size_t c = 0; c < nc; c++)
         cols[c].cand = C_ALL;
-    while ((rc = csv_record(&ps, f + nc, nc + 1, &nf, st)) == 1) {
+    for (;;) {
+        drop_behind(&drop, ps.p);
+        if ((rc = csv_record(&ps, f + nc, nc + 1, &nf, st)) != 1)
+            break;
         if (nf != nc) {
             char msg[96];
             snprintf(msg, sizeof msg, "%zu fields, the header has %zu", nf, nc);
@@ -563,6 +622,8 @@ int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opt
             goto fail;
         }
         for (size_t c = 0; c < nc; c++) {
+            if (at[c] < 0)
+                continue;
             infer(&cols[c], &f[nc + c], o->ts_nanos);
             seen[c] |= f[nc + c].len > 0;
         }
@@ -573,33 +634,33 @@ int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opt
         goto fail;
     }
 
-    /* the table: names from the header fields (still valid: same buffer) */
-    if (!(t = ot_table_new(nc, rows))) {
-        free(seen);
-        goto oom;
-    }
+    /* the names: every column's, read or not */
     for (size_t c = 0; c < nc; c++) {
-        ot_column *col = &t->cols[c];
-        const csv_field *h = &f[c];
-        if (!(col->name = malloc(h->len + 1))) {
-            free(seen);
-            goto oom;
-        }
-        size_t hl = h->escaped ? unescape(h, col->name) : (memcpy(col->name, h->p, h->len), h->len);
-        col->name[hl] = 0;
-        if (!hl || memchr(col->name, 0, hl)) {
+        if (at[c] == -2) {
             ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "%s: column %zu has no name",
                           ps.name, c + 1);
             free(seen);
             goto fail;
         }
         for (size_t k = 0; k < c; k++)
-            if (strcmp(t->cols[k].name, col->name) == 0) {
+            if (strcmp(names[k], names[c]) == 0) {
                 ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "%s: duplicate column \"%s\"",
-                              ps.name, col->name);
+                              ps.name, names[c]);
                 free(seen);
                 goto fail;
             }
+    }
+    /* the table: the columns read */
+    if (!(t = ot_table_new(nw, rows))) {
+        free(seen);
+        goto oom;
+    }
+    for (size_t c = 0; c < nc; c++) {
+        if (at[c] < 0)
+            continue;
+        ot_column *col = &t->cols[at[c]];
+        col->name = names[c];
+        names[c] = NULL;
         col->type.id = pick_type(&cols[c], seen[c]);
         if (col->type.id == OT_TIMESTAMP) {
             col->type.unit = o->ts_nanos ? OT_NANO : OT_MICRO;
@@ -619,19 +680,24 @@ int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opt
     /* pass 2 */
     ps.p = header;
     ps.line = header_lines;
+    drop.done = 0;
     for (int64_t r = 0; r < rows; r++) {
+        drop_behind(&drop, ps.p);
         if (csv_record(&ps, f, nc + 1, &nf, st) != 1)
             goto fail; /* cannot happen: pass 1 read the same bytes */
         for (size_t c = 0; c < nc; c++)
-            col_put(&t->cols[c], r, &f[c], o->ts_nanos);
+            if (at[c] >= 0)
+                col_put(&t->cols[at[c]], r, &f[c], o->ts_nanos);
     }
-    for (size_t c = 0; c < nc; c++)
+    for (size_t c = 0; c < t->n_cols; c++)
         if (t->cols[c].null_count == 0) {
             free(t->cols[c].validity);
             t->cols[c].validity = NULL;
         }
     free(f);
     free(cols);
+    free(at);
+    free_names(names, nc);
     *out = t;
     return 0;
 
@@ -640,9 +706,17 @@ oom:
 fail:
     free(f);
     free(cols);
+    free(at);
+    free_names(names, nc);
     if (t)
         ot_table_free(t);
     return -1;
+}
+
+int ot_csv_parse(const char *buf, size_t len, const char *name, const ot_csv_opts *o,
+                 ot_table **out, ld_status *st)
+{
+    return csv_parse(buf, len, name, o, false, out, st);
 }
 
 int ot_csv_read(const char *path, const ot_csv_opts *o, ot_table **out, ld_status *st)
@@ -672,7 +746,7 @@ int ot_csv_read(const char *path, const ot_csv_opts *o, ot_table **out, ld_statu
         madvise(map, (size_t)sb.st_size, MADV_SEQUENTIAL);
     }
     close(fd);
-    rc = ot_csv_parse(map ? map : "", map ? (size_t)sb.st_size : 0, path, o, out, st);
+    rc = csv_parse(map ? map : "", map ? (size_t)sb.st_size : 0, path, o, map != NULL, out, st);
     if (map)
         munmap(map, (size_t)sb.st_size);
     return rc;

@@ -23,7 +23,9 @@
  * that accepts every value; an all-null column is utf8.
  *
  * The file is mapped, not read into memory, and parsed twice: once to infer
- * types and sizes, once to fill the columns, so peak memory is the result. */
+ * types and sizes, once to fill the columns; the pages already parsed are
+ * handed back as each pass goes (MADV_DONTNEED every 8 MiB), so peak memory
+ * is the result plus a few MiB of the file. */
 #pragma once
 
 #include <stdbool.h>
@@ -39,6 +41,12 @@ typedef struct ot_csv_opts {
     size_t max_cols;   /* 0: 4096 */
     int64_t max_rows;  /* 0: no limit */
     bool ts_nanos;     /* timestamps in ns (default µs) */
+    /* Read only the columns named columns[0..n_columns) (header names;
+     * NULL entries ignored), in the file's order; the others are tokenized
+     * (records need it) and their names checked, but never typed, converted
+     * or kept. NULL: every column. */
+    const char *const *columns;
+    size_t n_columns;
 } ot_csv_opts;
 
 /**

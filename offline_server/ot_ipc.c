@@ -231,6 +231,7 @@ typedef struct dict {
     const fdesc *f; /* the first field using it: its type is the values' type */
     colb b;
     int loaded;
+    int needed; /* a selected field uses it (every dictionary without a selection) */
 } dict;
 
 struct ot_ipc_reader {
@@ -247,6 +248,15 @@ struct ot_ipc_reader {
     size_t n_meta;
     dict *dicts;
     size_t n_dicts;
+    /* column selection (ot_ipc_reader_select): the names, and per field of
+     * the schema whether it is decoded (NULL before the schema) */
+    int has_sel;
+    char **sel;
+    size_t n_sel;
+    uint8_t *want;
+    /* the current record batch's buffers when its body was read piecewise
+     * (read_selected): buffer i at bufmap[i], NULL for skipped ones */
+    const uint8_t *const *bufmap;
 };
 
 /* ---- column builders ---- */
@@ -612,8 +622,10 @@ static void reader_clear(ot_ipc_reader *r)
     }
     free(r->cols);
     free(r->fields);
+    free(r->want);
     r->cols = NULL;
     r->fields = NULL;
+    r->want = NULL;
     r->n_fields = 0;
     for (size_t i = 0; i < r->n_meta; i++) {
         free(r->meta_keys[i]);
@@ -638,7 +650,26 @@ void ot_ipc_reader_free(ot_ipc_reader *r)
     if (!r)
         return;
     reader_clear(r);
+    for (size_t i = 0; i < r->n_sel; i++)
+        free(r->sel[i]);
+    free(r->sel);
     free(r);
+}
+
+void ot_ipc_reader_select(ot_ipc_reader *r, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < r->n_sel; i++)
+        free(r->sel[i]);
+    free(r->sel);
+    r->sel = NULL;
+    r->n_sel = 0;
+    r->has_sel = names != NULL;
+    if (!names)
+        return;
+    r->sel = xcalloc(n, sizeof *r->sel);
+    for (size_t i = 0; i < n; i++)
+        if (names[i])
+            r->sel[r->n_sel++] = xstrndup(names[i], strlen(names[i]));
 }
 
 static const char *tag_name(uint8_t tag)
@@ -820,6 +851,14 @@ static int parse_field(ot_ipc_reader *r, const fb_table *ft, fdesc *f, int depth
     return 0;
 }
 
+static int selected(const ot_ipc_reader *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_sel; i++)
+        if (!strcmp(r->sel[i], name))
+            return 1;
+    return 0;
+}
+
 static int parse_schema(ot_ipc_reader *r, const fb_table *sch, ld_status *st)
 {
     int16_t endian = 0;
@@ -873,8 +912,18 @@ static int parse_schema(ot_ipc_reader *r, const fb_table *sch, ld_status *st)
         }
     }
     r->cols = xcalloc(n, sizeof *r->cols);
-    for (size_t i = 0; i < n; i++)
+    r->want = xcalloc(n, 1);
+    for (size_t i = 0; i < n; i++) {
+        r->want[i] = !r->has_sel || selected(r, r->fields[i].name);
+        if (!r->want[i])
+            continue;
         colb_init(r, &r->cols[i], &r->fields[i]);
+        for (const fdesc *f = &r->fields[i]; f; f = f->child)
+            if (f->dict)
+                r->dicts[f->dict_idx].needed = 1;
+    }
+    for (size_t i = 0; !r->has_sel && i < r->n_dicts; i++)
+        r->dicts[i].needed = 1;
     r->have_schema = 1;
     return 0;
 }
@@ -888,7 +937,8 @@ typedef struct rbctx {
     size_t blen;
     fb_vec nodes, bufs;
     size_t node_i, buf_i;
-    int codec; /* -1: none */
+    int codec;                 /* -1: none */
+    const uint8_t *const *map; /* buffers read piecewise (reader's bufmap) */
     uint8_t **tmp;
     size_t n_tmp, cap_tmp;
     int64_t tmp_bytes;
@@ -1045,7 +1095,9 @@ static int rb_next_buffer(rbctx *c, const uint8_t **p, size_t *size)
     if (off < 0 || len < 0 || (uint64_t)off > c->blen || (uint64_t)len > c->blen - (size_t)off)
         return bad(c->st, "buffer [%lld, +%lld) outside the %zu-byte body", (long long)off,
                    (long long)len, c->blen);
-    *p = c->body + off;
+    if (c->map && !c->map[c->buf_i - 1])
+        return bad(c->st, "buffer %zu was not read", c->buf_i - 1);
+    *p = c->map ? c->map[c->buf_i - 1] : c->body + off;
     *size = (size_t)len;
     if (c->codec < 0 || len == 0)
         return 0;
@@ -1182,6 +1234,49 @@ static int parse_view(rbctx *c, const fdesc *f, int use_dict, view *v)
     }
 }
 
+/* The field nodes and buffers field f takes in a batch: what parse_view
+ * consumes for it. */
+static void field_shape(const fdesc *f, int use_dict, size_t *nodes, size_t *bufs)
+{
+    *nodes += 1;
+    if (f->type.id == OT_NULL && !(use_dict && f->dict))
+        return;
+    *bufs += 1; /* validity */
+    if (use_dict && f->dict) {
+        *bufs += 1; /* indices */
+        return;
+    }
+    switch (f->type.id) {
+    case OT_UTF8:
+    case OT_BINARY:
+    case OT_LARGE_UTF8:
+        *bufs += 2; /* offsets, data */
+        return;
+    case OT_LIST:
+        *bufs += 1; /* offsets */
+        field_shape(f->child, use_dict, nodes, bufs);
+        return;
+    default:
+        *bufs += 1; /* values */
+        return;
+    }
+}
+
+/* Step over the nodes and buffers of a field that is not decoded: nothing
+ * of its body is looked at. */
+static int skip_field(rbctx *c, const fdesc *f)
+{
+    size_t nodes = 0, bufs = 0;
+    field_shape(f, 1, &nodes, &bufs);
+    if (c->nodes.n - c->node_i < nodes)
+        return bad(c->st, "fewer field nodes than the schema needs");
+    if (c->bufs.n - c->buf_i < bufs)
+        return bad(c->st, "fewer buffers than the schema needs");
+    c->node_i += nodes;
+    c->buf_i += bufs;
+    return 0;
+}
+
 static int rb_begin(rbctx *c, const fb_table *rb, int64_t *length)
 {
     int present;
@@ -1220,7 +1315,7 @@ static int rb_begin(rbctx *c, const fb_table *rb, int64_t *length)
 static int read_record_batch(ot_ipc_reader *r, const fb_table *rb, const uint8_t *body, size_t blen,
                              ld_status *st)
 {
-    rbctx c = {.r = r, .st = st, .body = body, .blen = blen};
+    rbctx c = {.r = r, .st = st, .body = body, .blen = blen, .map = r->bufmap};
     int64_t length;
     if (!r->have_schema)
         return bad(st, "RecordBatch before the Schema");
@@ -1232,13 +1327,18 @@ static int read_record_batch(ot_ipc_reader *r, const fb_table *rb, const uint8_t
     view *views = xcalloc(r->n_fields, sizeof *views);
     int rc = 0;
     for (size_t i = 0; i < r->n_fields && rc == 0; i++) {
+        if (!r->want[i]) {
+            rc = skip_field(&c, &r->fields[i]);
+            continue;
+        }
         rc = parse_view(&c, &r->fields[i], 1, &views[i]);
         if (rc == 0 && views[i].length != length)
             rc = bad(st, "column '%s' has %lld rows in a batch of %lld", r->fields[i].name,
                      (long long)views[i].length, (long long)length);
     }
     for (size_t i = 0; i < r->n_fields && rc == 0; i++)
-        rc = app_view(r, &r->cols[i], &views[i], 0, length, st);
+        if (r->want[i])
+            rc = app_view(r, &r->cols[i], &views[i], 0, length, st);
     for (size_t i = 0; i < r->n_fields; i++)
         view_free_children(&views[i]);
     free(views);
@@ -1264,6 +1364,8 @@ static int read_dictionary_batch(ot_ipc_reader *r, const fb_table *db, const uin
     dict *d = find_dict(r, id);
     if (!d)
         return bad(st, "DictionaryBatch for unknown dictionary id %lld", (long long)id);
+    if (!d->needed)
+        return 0; /* only unselected fields use it */
     if (rb_begin(&c, &rb, &length) < 0)
         return -1;
     view v;
@@ -1354,9 +1456,13 @@ ot_table *ot_ipc_reader_finish(ot_ipc_reader *r, ld_status *st)
         bad(st, "the stream has no Schema message");
         return NULL;
     }
-    ot_table *t = ot_table_new(r->n_fields, r->n_rows);
+    size_t n = 0;
     for (size_t i = 0; i < r->n_fields; i++)
-        colb_take(&r->cols[i], &r->fields[i], &t->cols[i]);
+        n += r->want[i];
+    ot_table *t = ot_table_new(n, r->n_rows);
+    for (size_t i = 0, k = 0; i < r->n_fields; i++)
+        if (r->want[i])
+            colb_take(&r->cols[i], &r->fields[i], &t->cols[k++]);
     t->meta_keys = r->meta_keys;
     t->meta_values = r->meta_values;
     t->n_meta = r->n_meta;
@@ -1538,40 +1644,201 @@ static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
     return (ssize_t)got;
 }
 
-/* Feed the message of a Block read from the file into *buf (grown). */
-static int feed_block_fd(ot_ipc_reader *r, int fd, size_t size, const uint8_t *blk, uint8_t **buf,
-                         size_t *cap, ld_status *st)
+/* A file read message by message: buffers reused across its messages. */
+typedef struct fdread {
+    int fd;
+    size_t size; /* the file's size when opened */
+    uint8_t *meta, *body;
+    size_t meta_cap, body_cap;
+    const uint8_t **map; /* read_selected: buffer i of the batch */
+    size_t *pos;         /* ... at body + pos[i] */
+    size_t map_cap;
+    struct fdrun {
+        int64_t off, len; /* in the body */
+        size_t dst;       /* in f->body */
+    } * runs;
+    size_t runs_cap;
+} fdread;
+
+static void fdread_free(fdread *f)
+{
+    free(f->meta);
+    free(f->body);
+    free(f->map);
+    free(f->pos);
+    free(f->runs);
+}
+
+static void grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return;
+    void *np = realloc(*p, need * elem);
+    if (!np)
+        ipc_oom();
+    *p = np;
+    *cap = need;
+}
+
+/* n bytes of the file at off into p. A file that ends early was rewritten
+ * meanwhile (e.g. truncated first): a decoding error, not a crash. */
+static int fd_read(const fdread *f, void *p, size_t n, int64_t off, ld_status *st)
+{
+    ssize_t got = pread_full(f->fd, p, n, (off_t)off);
+    if (got < 0)
+        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "reading the file at byte %lld: %s",
+                             (long long)off, strerror(errno));
+    if ((size_t)got != n)
+        return bad(st, "the file ends early at byte %lld", (long long)off + got);
+    return 0;
+}
+
+/* With a column selection, a record batch's body is read only where the
+ * selected fields' buffers are: each run of adjacent buffers (the padding
+ * between them included) with one pread into f->body, f->map[i] pointing at
+ * buffer i; the other fields' bytes are never read. 1 when this does not
+ * apply (no selection, not a record batch, no schema yet, buffers out of
+ * range or out of order): the whole body is read and the decoder judges it. */
+static int read_selected(ot_ipc_reader *r, fdread *f, const fb_table *msg, int64_t body_off,
+                         int64_t body_len, ld_status *st)
+{
+    static const uint8_t empty[8];
+    uint8_t htype;
+    fb_table h;
+    fb_vec bufs;
+    int present;
+    if (!r->has_sel || !r->have_schema || r->failed ||
+        fb_get_u8(msg, MSG_HEADER_TYPE, 0, &htype) < 0 || htype != HDR_RECORD_BATCH ||
+        fb_get_table(msg, MSG_HEADER, &present, &h) < 0 || !present ||
+        fb_get_vector(&h, RB_BUFFERS, 16, &present, &bufs) < 0 || !present)
+        return 1;
+    size_t cap = f->map_cap;
+    grow((void **)&f->map, &cap, bufs.n + 1, sizeof *f->map);
+    grow((void **)&f->pos, &f->map_cap, bufs.n + 1, sizeof *f->pos);
+    grow((void **)&f->runs, &f->runs_cap, bufs.n + 1, sizeof *f->runs);
+    memset(f->map, 0, (bufs.n + 1) * sizeof *f->map);
+    size_t bi = 0, n_runs = 0;
+    for (size_t i = 0; i < r->n_fields; i++) {
+        size_t nodes = 0, nb = 0;
+        field_shape(&r->fields[i], 1, &nodes, &nb);
+        for (size_t j = bi; r->want[i] && j < bi + nb && j < bufs.n; j++) {
+            const uint8_t *e = fb_vec_at(&bufs, j);
+            int64_t off = ld_i64(e), len = ld_i64(e + 8);
+            if (off < 0 || len < 0 || off > body_len || len > body_len - off)
+                return 1;
+            if (len == 0) {
+                f->map[j] = empty;
+                continue;
+            }
+            struct fdrun *last = n_runs ? &f->runs[n_runs - 1] : NULL;
+            if (last && off >= last->off + last->len && off - (last->off + last->len) <= 64) {
+                last->len = off + len - last->off;
+            } else if (last && off < last->off + last->len) {
+                return 1; /* overlapping or backwards: not how writers lay bodies out */
+            } else {
+                size_t dst = last ? ((last->dst + (size_t)last->len + 7) & ~(size_t)7) : 0;
+                f->runs[n_runs++] = (struct fdrun){off, len, dst};
+                last = &f->runs[n_runs - 1];
+            }
+            f->pos[j] = last->dst + (size_t)(off - last->off);
+            f->map[j] = empty + 1; /* set below */
+        }
+        bi += nb;
+    }
+    size_t total = n_runs ? f->runs[n_runs - 1].dst + (size_t)f->runs[n_runs - 1].len : 0;
+    if (total > (uint64_t)body_len)
+        return 1;
+    grow((void **)&f->body, &f->body_cap, total + 1, 1);
+    for (size_t k = 0; k < n_runs; k++)
+        if (fd_read(f, f->body + f->runs[k].dst, (size_t)f->runs[k].len, body_off + f->runs[k].off,
+                    st) != 0)
+            return -1;
+    for (size_t j = 0; j < bufs.n; j++)
+        if (f->map[j] == empty + 1)
+            f->map[j] = f->body + f->pos[j];
+    return 0;
+}
+
+/* A DictionaryBatch that only unselected fields use: its body is not read. */
+static int dict_unneeded(ot_ipc_reader *r, const fb_table *msg)
+{
+    uint8_t htype;
+    fb_table h;
+    int present;
+    int64_t id;
+    if (!r->has_sel || !r->have_schema || fb_get_u8(msg, MSG_HEADER_TYPE, 0, &htype) < 0 ||
+        htype != HDR_DICTIONARY_BATCH || fb_get_table(msg, MSG_HEADER, &present, &h) < 0 ||
+        !present || fb_get_i64(&h, DB_ID, 0, &id) < 0)
+        return 0;
+    const dict *d = find_dict(r, id);
+    return d && !d->needed;
+}
+
+/* Feed the message whose metadata (w bytes, no framing) is at hdr and whose
+ * body is body_len bytes at body_off in the file (checked by the caller). */
+static int feed_fd_message(ot_ipc_reader *r, fdread *f, const uint8_t *hdr, size_t w,
+                           int64_t body_off, int64_t body_len, ld_status *st)
+{
+    fb_table msg;
+    if (r->failed) {
+        *st = r->err;
+        return -1;
+    }
+    if (w == 0)
+        return 0;
+    if (fb_root(hdr, w, &msg) < 0) {
+        bad(st, "malformed Message flatbuffer");
+        return reader_fail(r, st);
+    }
+    int rc = read_selected(r, f, &msg, body_off, body_len, st);
+    if (rc < 0)
+        return reader_fail(r, st);
+    if (rc == 0) {
+        r->bufmap = f->map;
+        rc = feed_message(r, &msg, NULL, (size_t)body_len, st);
+        r->bufmap = NULL;
+        return rc < 0 ? reader_fail(r, st) : 0;
+    }
+    if (dict_unneeded(r, &msg))
+        return ot_ipc_reader_feed(r, hdr, w, NULL, 0, st);
+    grow((void **)&f->body, &f->body_cap, (size_t)body_len + 1, 1);
+    if (fd_read(f, f->body, (size_t)body_len, body_off, st) != 0)
+        return reader_fail(r, st);
+    return ot_ipc_reader_feed(r, hdr, w, f->body, (size_t)body_len, st);
+}
+
+/* Feed the message a footer Block points at. */
+static int feed_block_fd(ot_ipc_reader *r, fdread *f, const uint8_t *blk, ld_status *st)
 {
     int64_t off, body_len;
     int32_t meta_len;
-    if (block_of(blk, size, &off, &meta_len, &body_len, st) != 0)
+    if (block_of(blk, f->size, &off, &meta_len, &body_len, st) != 0)
         return -1;
-    size_t n = (size_t)meta_len + (size_t)body_len;
-    if (n > *cap) {
-        uint8_t *nb = realloc(*buf, n);
-        if (!nb)
-            return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-        *buf = nb;
-        *cap = n;
+    grow((void **)&f->meta, &f->meta_cap, (size_t)meta_len, 1);
+    if (fd_read(f, f->meta, (size_t)meta_len, off, st) != 0)
+        return -1;
+    size_t prefix = 4;
+    uint32_t w = fb_ld_u32(f->meta);
+    if (w == CONTINUATION) {
+        w = fb_ld_u32(f->meta + 4);
+        prefix = 8;
     }
-    ssize_t got = pread_full(fd, *buf, n, (off_t)off);
-    if (got < 0)
-        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "reading a file block: %s",
-                             strerror(errno));
-    if ((size_t)got != n) /* rewritten meanwhile */
-        return bad(st, "file block at %lld: the file ends early", (long long)off);
-    return feed_block_at(r, *buf, off, meta_len, body_len, st);
+    if (w > (uint32_t)meta_len - prefix)
+        return bad(st, "file block at %lld: message metadata overruns the block", (long long)off);
+    return feed_fd_message(r, f, f->meta + prefix, w, off + meta_len, body_len, st);
 }
 
-/* An Arrow IPC file decoded through its footer one block at a time, each
- * read into one reused buffer: the memory is the decoded table plus the
- * largest block, not the file twice. 1 (nothing done) when the file has no
- * magic or no usable footer. */
-static int read_fd_blocks(int fd, size_t size, ot_table **out, ld_status *st)
+/* An Arrow IPC file decoded through its footer one block at a time: the
+ * memory is the decoded table plus the largest block (with a selection, the
+ * selected part of the largest block), not the file. 1 (nothing done, the
+ * reader untouched) when the file has no magic or no usable footer. */
+static int read_fd_blocks(ot_ipc_reader *r, fdread *f, ld_status *st)
 {
     uint8_t head[8], tail[10];
-    if (size < 8 + 10 || pread_full(fd, head, 8, 0) != 8 || memcmp(head, FILE_MAGIC, 6) != 0 ||
-        pread_full(fd, tail, 10, (off_t)(size - 10)) != 10 || memcmp(tail + 4, FILE_MAGIC, 6) != 0)
+    size_t size = f->size;
+    if (size < 8 + 10 || pread_full(f->fd, head, 8, 0) != 8 || memcmp(head, FILE_MAGIC, 6) != 0 ||
+        pread_full(f->fd, tail, 10, (off_t)(size - 10)) != 10 ||
+        memcmp(tail + 4, FILE_MAGIC, 6) != 0)
         return 1;
     uint32_t flen = fb_ld_u32(tail);
     if (flen == 0 || flen > size - 8 - 10)
@@ -1580,7 +1847,7 @@ static int read_fd_blocks(int fd, size_t size, ot_table **out, ld_status *st)
     fb_table footer, sch;
     if (!fbuf)
         return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-    if (pread_full(fd, fbuf, flen, (off_t)(size - 10 - flen)) != (ssize_t)flen ||
+    if (pread_full(f->fd, fbuf, flen, (off_t)(size - 10 - flen)) != (ssize_t)flen ||
         fb_root(fbuf, flen, &footer) != 0) {
         free(fbuf);
         return 1;
@@ -1593,26 +1860,60 @@ static int read_fd_blocks(int fd, size_t size, ot_table **out, ld_status *st)
         free(fbuf);
         return bad(st, "malformed file footer");
     }
-    ot_ipc_reader *r = ot_ipc_reader_new();
-    ot_ipc_reader_set_max_bytes(r, OT_IPC_DEFAULT_MAX_BYTES);
-    uint8_t *buf = NULL;
-    size_t cap = 0;
     int rc = parse_schema(r, &sch, st);
     for (size_t i = 0; rc == 0 && has_dicts && i < dicts.n; i++)
-        rc = feed_block_fd(r, fd, size, fb_vec_at(&dicts, i), &buf, &cap, st);
+        rc = feed_block_fd(r, f, fb_vec_at(&dicts, i), st);
     for (size_t i = 0; rc == 0 && has_batches && i < batches.n; i++)
-        rc = feed_block_fd(r, fd, size, fb_vec_at(&batches, i), &buf, &cap, st);
-    free(buf);
-    if (rc == 0 && !(*out = ot_ipc_reader_finish(r, st)))
-        rc = -1;
-    ot_ipc_reader_free(r);
+        rc = feed_block_fd(r, f, fb_vec_at(&batches, i), st);
     free(fbuf);
     return rc;
 }
 
-int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st)
+/* The messages of a stream from byte pos of the file up to its
+ * end-of-stream marker or the end of the file, one at a time. */
+static int read_fd_stream(ot_ipc_reader *r, fdread *f, size_t pos, ld_status *st)
 {
-    /* read(), not mmap: a file rewritten in place while it is decoded
+    while (pos < f->size) {
+        uint8_t pre[8];
+        size_t avail = f->size - pos < 8 ? f->size - pos : 8;
+        if (avail < 4)
+            return bad(st, "truncated message length at byte %zu", pos);
+        if (fd_read(f, pre, avail, (int64_t)pos, st) != 0)
+            return -1;
+        uint32_t w = fb_ld_u32(pre);
+        size_t prefix = 4;
+        if (w == CONTINUATION) {
+            if (avail < 8)
+                return bad(st, "truncated message length at byte %zu", pos + 4);
+            w = fb_ld_u32(pre + 4);
+            prefix = 8;
+        }
+        if (w == 0)
+            break; /* end of stream */
+        pos += prefix;
+        if (w > INT32_MAX || w > f->size - pos)
+            return bad(st, "message metadata of %u bytes at byte %zu overruns the stream", w, pos);
+        grow((void **)&f->meta, &f->meta_cap, w, 1);
+        if (fd_read(f, f->meta, w, (int64_t)pos, st) != 0)
+            return -1;
+        pos += w;
+        fb_table msg;
+        int64_t body_len;
+        if (fb_root(f->meta, w, &msg) < 0 || fb_get_i64(&msg, MSG_BODY_LENGTH, 0, &body_len) < 0)
+            return bad(st, "malformed Message flatbuffer");
+        if (body_len < 0 || (uint64_t)body_len > f->size - pos)
+            return bad(st, "message body of %lld bytes overruns the stream", (long long)body_len);
+        if (feed_fd_message(r, f, f->meta, w, (int64_t)pos, body_len, st) != 0)
+            return -1;
+        pos += (size_t)body_len;
+    }
+    return 0;
+}
+
+int ot_ipc_read_path_cols(const char *path, const char *const *names, size_t n, ot_table **out,
+                          ld_status *st)
+{
+    /* pread, not mmap: a file rewritten in place while it is decoded
      * (pandas' to_feather truncates first) must give a decoding error, not
      * SIGBUS */
     *out = NULL;
@@ -1625,38 +1926,32 @@ int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st)
         return ld_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, NULL, "%s is not a regular file",
                              path);
     }
-    if ((uint64_t)sb.st_size > (uint64_t)OT_IPC_DEFAULT_MAX_BYTES) {
-        close(fd);
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL,
-                             "%s is larger than %lld bytes", path,
-                             (long long)OT_IPC_DEFAULT_MAX_BYTES);
-    }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    ot_ipc_reader *r = ot_ipc_reader_new();
+    ot_ipc_reader_select(r, names, n);
+    fdread f = {.fd = fd, .size = (size_t)sb.st_size};
     /* the file format: block by block through the footer */
-    int rc = read_fd_blocks(fd, (size_t)sb.st_size, out, st);
-    if (rc != 1) {
-        close(fd);
-        return rc;
+    int rc = read_fd_blocks(r, &f, st);
+    if (rc == 1) {
+        /* a stream, or a file without a usable footer: its stream part */
+        uint8_t head[8];
+        size_t start =
+                f.size >= 8 && pread_full(fd, head, 8, 0) == 8 && memcmp(head, FILE_MAGIC, 6) == 0
+                        ? 8
+                        : 0;
+        rc = read_fd_stream(r, &f, start, st);
     }
-    /* a stream, or a file without a usable footer: read whole */
-    size_t cap = (size_t)sb.st_size, len = 0;
-    uint8_t *buf = malloc(cap ? cap : 1);
-    if (!buf) {
-        close(fd);
-        return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
-    }
-    ssize_t got = pread_full(fd, buf, cap, 0); /* a file that shrank meanwhile ends early */
-    if (got < 0) {
-        int e = errno;
-        close(fd);
-        free(buf);
-        return ld_status_set(st, GRPC_STATUS_INTERNAL, NULL, "reading %s: %s", path, strerror(e));
-    }
-    len = (size_t)got;
+    if (rc == 0 && !(*out = ot_ipc_reader_finish(r, st)))
+        rc = -1;
+    ot_ipc_reader_free(r);
+    fdread_free(&f);
     close(fd);
-    rc = ot_ipc_read_file(len ? buf : (const uint8_t *)"", len, out, st);
-    free(buf);
     return rc;
+}
+
+int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st)
+{
+    return ot_ipc_read_path_cols(path, NULL, 0, out, st);
 }
 
 /* ---- encoder ---- */

@@ -57,9 +57,17 @@ int ot_ipc_read_stream_ex(const uint8_t *data, size_t len, int64_t max_bytes, ot
 int ot_ipc_read_file(const uint8_t *data, size_t len, ot_table **out, ld_status *st);
 int ot_ipc_read_file_ex(const uint8_t *data, size_t len, int64_t max_bytes, ot_table **out,
                         ld_status *st);
-/* The same on a file by path, read whole into one buffer of its size
- * (NOT_FOUND if it cannot be opened; at most OT_IPC_DEFAULT_MAX_BYTES). */
+/* The same on a file by path (NOT_FOUND if it cannot be opened), read one
+ * message at a time with pread: the file format's blocks through its footer,
+ * a stream (or a file without a usable footer) message after message. The
+ * memory is the decoded table plus the largest message. */
 int ot_ipc_read_path(const char *path, ot_table **out, ld_status *st);
+/* The same decoding only the columns named in names[0..n) (see
+ * ot_ipc_reader_select): of the other fields' buffers nothing is read from
+ * the file, copied or decompressed, and a dictionary that only they use is
+ * not read either. names == NULL: every column. */
+int ot_ipc_read_path_cols(const char *path, const char *const *names, size_t n, ot_table **out,
+                          ld_status *st);
 
 /* Incremental decoding for Arrow Flight, whose FlightData carries each
  * message's flatbuffer (data_header, without the framing) and its body
@@ -70,6 +78,13 @@ typedef struct ot_ipc_reader ot_ipc_reader;
 
 ot_ipc_reader *ot_ipc_reader_new(void);
 void ot_ipc_reader_set_max_bytes(ot_ipc_reader *r, int64_t max_bytes);
+/* Decode only the top-level fields named in names[0..n) (copied; NULL
+ * entries ignored): the others' buffers are stepped over without being
+ * looked at, copied or decompressed, and DictionaryBatches that only they
+ * use are skipped. The table has the selected columns in the schema's order
+ * (a name the schema lacks selects nothing). names == NULL selects every
+ * field (the default). Call before the Schema is fed. */
+void ot_ipc_reader_select(ot_ipc_reader *r, const char *const *names, size_t n);
 int ot_ipc_reader_feed(ot_ipc_reader *r, const uint8_t *header, size_t hlen, const uint8_t *body,
                        size_t blen, ld_status *st);
 /* Whether a Schema message has been fed. */
