@@ -122,13 +122,15 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
         free(stats);
         return NULL;
     }
+    /* Per cell: a value (tag, length, bytes), a status (one byte: the codes
+     * are 0..4), a Timestamp (tag, length < 128, bytes). Lengths under 128
+     * take one byte, the common case, which both loops write directly. */
     for (size_t c = 0; c < r->n_cols; c++) {
         const ol_column_out *col = &r->cols[c];
-        size_t b = 0, st = 0;
+        size_t b = 0, st = r->n_rows;
         for (size_t i = 0; i < r->n_rows; i++) {
-            b += ld_len(col->val[i] ? col->val_len[i] : 0);
-            st += varint_len(col->status[i]);
-            b += ld_len(ts_of(&ts[i], col->ts_us[i])->n);
+            size_t vl = col->val[i] ? col->val_len[i] : 0;
+            b += (vl < 128 ? 2 + vl : ld_len(vl)) + 2 + ts_of(&ts[i], col->ts_us[i])->n;
         }
         if (r->n_rows)
             b += ld_len(st);
@@ -156,18 +158,25 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
         p = put_tag_len(p, 2, body[c]);
         for (size_t i = 0; i < r->n_rows; i++) {
             size_t vl = col->val[i] ? col->val_len[i] : 0;
-            p = put_tag_len(p, 1, vl);
+            if (vl < 128) {
+                p[0] = (1 << 3) | 2;
+                p[1] = (uint8_t)vl;
+                p += 2;
+            } else {
+                p = put_tag_len(p, 1, vl);
+            }
             p = put_bytes(p, col->val[i], vl);
         }
         if (r->n_rows) {
             p = put_tag_len(p, 2, stats[c]);
             for (size_t i = 0; i < r->n_rows; i++)
-                p = put_varint(p, col->status[i]);
+                *p++ = col->status[i]; /* 0..4: a one-byte varint */
         }
         for (size_t i = 0; i < r->n_rows; i++) {
             const ts_enc *te = ts_of(&ts[i], col->ts_us[i]);
-            p = put_tag_len(p, 3, te->n);
-            p = put_bytes(p, te->b, te->n);
+            p[0] = (3 << 3) | 2;
+            p[1] = (uint8_t)te->n; /* at most 22 bytes */
+            p = put_bytes(p + 2, te->b, te->n);
         }
     }
     free(body);

@@ -370,6 +370,22 @@ typedef struct key_slot {
 } key_slot;
 
 /* Entity keys of every row for a group, deduplicated. */
+/* A read group's result arrays. The cells are not zeroed (100 rows x 50
+ * features would be 80 KB a call): the store fills every cell of a key it
+ * found (ol_store.h), and get_finish reads cells of found keys only; the
+ * found flags and timestamps start at zero. */
+static int alloc_results(get_ctx *g, ol_read_group *rg, ld_status *st)
+{
+    size_t cells = rg->n_keys * rg->n_features + 1;
+    rg->val = ld_arena_alloc(g->a, cells * sizeof *rg->val);
+    rg->val_len = ld_arena_alloc(g->a, cells * sizeof *rg->val_len);
+    rg->event_ts_us = ld_arena_calloc(g->a, rg->n_keys + 1, sizeof *rg->event_ts_us);
+    rg->found = ld_arena_calloc(g->a, rg->n_keys + 1, sizeof *rg->found);
+    if (!rg->val || !rg->val_len || !rg->event_ts_us || !rg->found)
+        return fail_oom(st);
+    return 0;
+}
+
 static int build_keys(get_ctx *g, group *gr, ol_read_group *rg, const ol_get_request *req,
                       ld_status *st)
 {
@@ -458,14 +474,7 @@ static int build_keys(get_ctx *g, group *gr, ol_read_group *rg, const ol_get_req
     rg->keys = keys;
     rg->key_lens = key_lens;
     rg->n_keys = n_unique;
-    size_t cells = n_unique * gr->n_features;
-    rg->val = ld_arena_calloc(g->a, cells + 1, sizeof *rg->val);
-    rg->val_len = ld_arena_calloc(g->a, cells + 1, sizeof *rg->val_len);
-    rg->event_ts_us = ld_arena_calloc(g->a, n_unique + 1, sizeof *rg->event_ts_us);
-    rg->found = ld_arena_calloc(g->a, n_unique + 1, sizeof *rg->found);
-    if (!rg->val || !rg->val_len || !rg->event_ts_us || !rg->found)
-        return fail_oom(st);
-    return 0;
+    return alloc_results(g, rg, st);
 }
 
 /* Two groups whose entity keys are built from the same request columns the
@@ -498,14 +507,7 @@ static int share_keys(get_ctx *g, const group *from, const ol_read_group *rfrom,
     rg->keys = rfrom->keys;
     rg->key_lens = rfrom->key_lens;
     rg->n_keys = rfrom->n_keys;
-    size_t cells = rg->n_keys * gr->n_features;
-    rg->val = ld_arena_calloc(g->a, cells + 1, sizeof *rg->val);
-    rg->val_len = ld_arena_calloc(g->a, cells + 1, sizeof *rg->val_len);
-    rg->event_ts_us = ld_arena_calloc(g->a, rg->n_keys + 1, sizeof *rg->event_ts_us);
-    rg->found = ld_arena_calloc(g->a, rg->n_keys + 1, sizeof *rg->found);
-    if (!rg->val || !rg->val_len || !rg->event_ts_us || !rg->found)
-        return fail_oom(st);
-    return 0;
+    return alloc_results(g, rg, st);
 }
 
 /* Entity output columns: the request's join-key columns (an entity name is

@@ -33,8 +33,9 @@ typedef struct ol_read_group {
     const uint8_t *const *keys;
     const size_t *key_lens;
     size_t n_keys;
-    /* results, allocated by the caller (n_keys x n_features cells, n_keys
-     * timestamps and found flags), filled by the store: */
+    /* results, allocated by the caller (n_keys x n_features cells, not
+     * zeroed; n_keys timestamps and found flags, zeroed), filled by the
+     * store: every cell of a key it sets found for */
     const uint8_t **val; /* [key * n_features + feature]: Value bytes, NULL when absent */
     size_t *val_len;
     int64_t *event_ts_us; /* [key]: the row's event timestamp (0 when absent) */
