@@ -283,17 +283,18 @@ def tree_pids(root):
 
 
 def machine_ticks():
-    """(busy, total) ticks of the whole machine from /proc/stat (steal counts as busy)."""
+    """(busy, total, steal) ticks of the whole machine from /proc/stat (steal counts as
+    busy: time the hypervisor gave this VM's vCPUs to someone else)."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:9]]
     total = sum(v)
-    return total - v[3] - v[4], total
+    return total - v[3] - v[4], total, v[7]
 
 
 def idle_pct_1s():
-    b0, t0 = machine_ticks()
+    b0, t0, _ = machine_ticks()
     time.sleep(1)
-    b1, t1 = machine_ticks()
+    b1, t1, _ = machine_ticks()
     return 100.0 * (1 - (b1 - b0) / max(1, t1 - t0))
 
 
@@ -325,6 +326,7 @@ class Meter:
         # ticks in /proc/stat are summed over CPUs; process ticks are per process
         other_s = busy / CLK_TCK - sum(self.srv_s.values()) - self.client_s
         self.other_pct = max(0.0, 100.0 * other_s * CLK_TCK / total)
+        self.steal_pct = 100.0 * (self.m1[2] - self.m0[2]) / total
 
 
 # ---------------------------------------------------------------------------
@@ -709,7 +711,7 @@ def write_json_records(path, cases, meta):
               ("store_cpu_us_per_call", "store_cpu_per_call", "us/call"),
               ("store_peak_rss_kib", "store_rss_peak", "KiB"),
               ("hmget_per_call", "hmget_per_call", "HMGET"), ("hmget_us", "hmget_us", "us"),
-              ("other_pct", "other_pct", "%"))
+              ("other_pct", "other_pct", "%"), ("steal_pct", "steal_pct", "%"))
     for c in cases:
         ref = None
         if c["proto"] != "RESP" and not c["ref"]:
@@ -722,7 +724,7 @@ def write_json_records(path, cases, meta):
             fields_c = [("store_cpu_us_per_call", "cpu_per_call", "us/call"),
                         ("store_peak_rss_kib", "rss_peak", "KiB")] + [
                 f for f in fields if f[0] in ("rps", "p50_us", "p99_us", "hmget_us",
-                                              "other_pct")]
+                                              "other_pct", "steal_pct")]
         else:
             fields_c = fields
         for x in c["rows"]:
@@ -1046,6 +1048,7 @@ def main():
                 res["round"] = r + 1
                 res["waited_idle_s"] = waited
                 res["other_pct"] = m.other_pct
+                res["steal_pct"] = m.steal_pct
                 res["client_cpu_s"] = m.client_s
                 for n, s in m.srv_s.items():
                     res[f"{n}_cpu_us_per_call"] = s * 1e6 / max(1, res["calls_for_cpu"])
@@ -1054,7 +1057,8 @@ def main():
                     print(f"  warning: {c['key']} round {r + 1}: {res['errors']} errors: "
                           f"{res['first_error']}", file=sys.stderr)
                 print(f"  round {r + 1} {c['key']}: {res['rps']:.0f}/s p50 {res['p50_us']:.0f} "
-                      f"p99 {res['p99_us']:.0f} us other {m.other_pct:.1f}%", file=sys.stderr)
+                      f"p99 {res['p99_us']:.0f} us other {m.other_pct:.1f}% steal {m.steal_pct:.1f}%",
+                      file=sys.stderr)
 
         # ----------------------------------------------------------------- report
         out = []
@@ -1104,8 +1108,9 @@ def main():
           "Redis INFO commandstats (time inside the command, not I/O)")
         p("")
         p("| case | in flight | calls/s | p50 | p99 | p99.9 | larder CPU µs/call | "
-          "store CPU µs/call | HMGET/call | Redis µs/HMGET | ÷ health calls/s | other_% max |")
-        p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "store CPU µs/call | HMGET/call | Redis µs/HMGET | ÷ health calls/s | other_% max | "
+          "steal_% max |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
         def ref_rows(c):
             if c["proto"] == "RESP" or c["ref"]:
@@ -1135,7 +1140,8 @@ def main():
               f"{fmt([x.get('hmget_per_call') for x in rows], '{:.1f}')} | "
               f"{fmt([x.get('hmget_us') for x in rows], '{:.2f}')} | "
               f"{fmt(rat, '{:.2f}') if rat else '-'} | "
-              f"{max(x['other_pct'] for x in rows):.1f} |")
+              f"{max(x['other_pct'] for x in rows):.1f} | "
+              f"{max(x.get('steal_pct', 0) for x in rows):.1f} |")
             summary[c["key"]] = {
                 "p99_us": med3([x["p99_us"] for x in rows]),
                 "rps": med3([x["rps"] for x in rows]),
@@ -1148,6 +1154,8 @@ def main():
               f"{sum(1 for x in w if x >= args.wait_idle)} of {len(w)} runs started without a "
               f"quiet second")
         p("")
+        p("steal_% = time the hypervisor ran something else on this VM's vCPUs (/proc/stat "
+          "steal), in % of the machine: a run with steal is slowed from outside")
         p(f"other_% = CPU used by processes other than the servers and the client, in % of the "
           f"machine (worst run: {worst:.1f}%)"
           + ("  ** above 5 %: some runs were disturbed **" if worst > 5 else ""))

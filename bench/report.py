@@ -58,7 +58,7 @@ LATENCY = ("p50", "p90", "p99", "p999")
 RATIO_METRICS = [("rps", "calls/s"), ("p99", "p99"), ("cpu_per_call", "CPU/call")]
 NAMES = {"store_cpu_per_call": "store CPU µs/call", "store_rss_peak": "store peak RSS MiB",
          "hmget_per_call": "HMGET/call", "hmget_us": "Redis µs/HMGET",
-         "other_pct": "other_%", "resp_bytes": "response kB", "load_ms": "load ms",
+         "other_pct": "other_%", "steal_pct": "steal_%", "resp_bytes": "response kB", "load_ms": "load ms",
          "ready_ms": "start to serving ms", "rss": "RSS MiB", "file_bytes": "file MB"}
 
 
