@@ -41,20 +41,13 @@ typedef struct reg_method {
     void *handle; /* from grpc_server_register_method */
 } reg_method;
 
-#define DEFER_MAX 16 /* distinct deferred (fn, obj) per worker; more run at once */
-
 typedef struct worker {
     ld_server *srv;
     grpc_completion_queue *cq;
     pthread_t thread;
     pthread_t self; /* set by the worker itself before it handles events */
     int index;
-    /* ld_call_defer: work to run before this worker next waits for events */
-    struct {
-        ld_defer_fn fn;
-        void *obj;
-    } defer[DEFER_MAX];
-    size_t n_defer;
+    ld_defer_list defer; /* ld_call_defer: to run before this worker next waits */
 } worker;
 
 struct ld_server {
@@ -638,24 +631,7 @@ int ld_call_defer(ld_call *c, ld_defer_fn fn, void *obj)
     worker *w = c->w;
     if (!w || !pthread_equal(w->self, pthread_self()))
         return -1;
-    for (size_t i = 0; i < w->n_defer; i++)
-        if (w->defer[i].fn == fn && w->defer[i].obj == obj)
-            return 0;
-    if (w->n_defer == DEFER_MAX)
-        return -1;
-    w->defer[w->n_defer].fn = fn;
-    w->defer[w->n_defer].obj = obj;
-    w->n_defer++;
-    return 0;
-}
-
-static void run_deferred(worker *w)
-{
-    /* fn may defer again (it runs on this thread): take the list first */
-    size_t n = w->n_defer;
-    w->n_defer = 0;
-    for (size_t i = 0; i < n; i++)
-        w->defer[i].fn(w->defer[i].obj);
+    return ld_defer_add(&w->defer, fn, obj);
 }
 
 /* With deferred work pending, the worker only polls its queue: events that
@@ -671,15 +647,15 @@ static void *worker_main(void *arg)
     w->self = pthread_self();
     unsigned since = 0; /* events handled since the list became non-empty */
     for (;;) {
-        if (w->n_defer && since >= LD_DEFER_EVENTS) {
-            run_deferred(w);
+        if (w->defer.n && since >= LD_DEFER_EVENTS) {
+            ld_defer_run(&w->defer);
             since = 0;
         }
         gpr_timespec until =
-                w->n_defer ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : gpr_inf_future(GPR_CLOCK_REALTIME);
+                w->defer.n ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : gpr_inf_future(GPR_CLOCK_REALTIME);
         grpc_event ev = grpc_completion_queue_next(w->cq, until, NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
-            run_deferred(w);
+            ld_defer_run(&w->defer);
             since = 0;
             continue;
         }
@@ -687,11 +663,11 @@ static void *worker_main(void *arg)
             break;
         if (ev.type == GRPC_OP_COMPLETE) {
             handle_event(w, &ev);
-            if (w->n_defer)
+            if (w->defer.n)
                 since++;
         }
     }
-    run_deferred(w);
+    ld_defer_run(&w->defer);
     return NULL;
 }
 

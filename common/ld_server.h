@@ -24,6 +24,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "ld_arena.h"
+#include "ld_defer.h"
 #include "ld_status.h"
 
 typedef struct ld_server ld_server;
@@ -122,7 +123,6 @@ const char *ld_call_peer(ld_call *c);
  * outlive the server's workers. -1 (nothing registered): not on that thread,
  * or the worker's list is full; do the work now. */
 #define LD_DEFER_EVENTS 32
-typedef void (*ld_defer_fn)(void *obj);
 int ld_call_defer(ld_call *c, ld_defer_fn fn, void *obj);
 /* Handler state slot. */
 void ld_call_set_user(ld_call *c, void *user);

@@ -52,6 +52,7 @@
 #include <event2/thread.h>
 #include <event2/util.h>
 
+#include "ld_defer.h"
 #include "ld_log.h"
 #include "ld_time.h"
 #include "ol_json.h"
@@ -59,8 +60,6 @@
 
 typedef struct http_loop http_loop;
 typedef struct http_call http_call;
-
-#define HTTP_DEFER_MAX 16
 
 enum route {
     ROUTE_NONE = 0,
@@ -126,11 +125,7 @@ struct http_loop {
     int stopping, finished;
     /* store sends put off until this pass of the loop has read every request
      * that arrived (ol_defer): a burst shares one send per connection */
-    struct {
-        void (*fn)(void *obj);
-        void *obj;
-    } defer[HTTP_DEFER_MAX];
-    size_t n_defer;
+    ld_defer_list defer;
     /* shared with done callbacks */
     pthread_mutex_t mu;
     http_call *done_head, *done_tail;
@@ -493,32 +488,19 @@ static int is_json_type(const char *ct)
 static int loop_defer(void *ctx, void (*fn)(void *obj), void *obj)
 {
     http_loop *l = ctx;
-    for (size_t i = 0; i < l->n_defer; i++)
-        if (l->defer[i].fn == fn && l->defer[i].obj == obj)
-            return 0;
-    if (l->n_defer == HTTP_DEFER_MAX)
+    int was_empty = !l->defer.n;
+    if (ld_defer_add(&l->defer, fn, obj) != 0)
         return -1;
-    if (!l->n_defer)
+    if (was_empty)
         event_active(l->defer_ev, 0, 0);
-    l->defer[l->n_defer].fn = fn;
-    l->defer[l->n_defer].obj = obj;
-    l->n_defer++;
     return 0;
-}
-
-static void run_deferred(http_loop *l)
-{
-    size_t n = l->n_defer;
-    l->n_defer = 0;
-    for (size_t i = 0; i < n; i++)
-        l->defer[i].fn(l->defer[i].obj);
 }
 
 static void on_defer_ev(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    run_deferred(arg);
+    ld_defer_run(&((http_loop *)arg)->defer);
 }
 
 static void start_call(http_loop *l, struct evhttp_request *req, enum route route,
@@ -823,7 +805,7 @@ static void finish_loop(http_loop *l)
     if (l->finished)
         return;
     l->finished = 1;
-    run_deferred(l); /* what is inside ol_serve must reach the store */
+    ld_defer_run(&l->defer); /* what is inside ol_serve must reach the store */
     /* Orphan what is still inside ol_serve: evhttp frees the requests. */
     for (http_call *c = l->pending; c; c = c->next)
         c->req = NULL;
@@ -903,7 +885,7 @@ static void *loop_main(void *arg)
     snprintf(name, sizeof name, "ld-http-%d", l->idx);
     pthread_setname_np(pthread_self(), name);
     event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
-    run_deferred(l);
+    ld_defer_run(&l->defer);
     return NULL;
 }
 
