@@ -7,6 +7,18 @@
 #include "ld_arena.h"
 #include "ld_status.h"
 
+/* Write v as a protobuf varint at p (at most 10 bytes); returns its length. */
+static inline size_t ld_pb_put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
 /* Pack a message into a new byte buffer (one slice). */
 grpc_byte_buffer *ld_pb_pack_bb(const ProtobufCMessage *m);
 /* Copy a byte buffer's bytes into the arena (contiguous); NULL on limit. */

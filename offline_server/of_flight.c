@@ -315,15 +315,6 @@ static void get_cancelled(ld_call *c)
     of_pg_cancel_unref(k);
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    for (; v >= 0x80; v >>= 7)
-        p[n++] = (uint8_t)(v | 0x80);
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 /* FlightData{data_header = header, data_body = the spans} as slices: one
  * for the protobuf framing and the header, then one per span (table memory,
  * shared through hold, or a piece of the batch's own bytes). */
@@ -336,10 +327,10 @@ static grpc_byte_buffer *batch_bb(const ld_buf *header, ot_ipc_body *b, get_hold
     uint8_t pre[16], post[16];
     size_t npre = 0, npost = 0;
     pre[npre++] = 0x12; /* field 2 (data_header), length-delimited */
-    npre += put_varint(pre + npre, header->len);
+    npre += ld_pb_put_varint(pre + npre, header->len);
     post[npost++] = 0xc2; /* field 1000 (data_body), length-delimited */
     post[npost++] = 0x3e;
-    npost += put_varint(post + npost, b->len);
+    npost += ld_pb_put_varint(post + npost, b->len);
     sl[0] = grpc_slice_malloc(npre + header->len + npost);
     uint8_t *w = GRPC_SLICE_START_PTR(sl[0]);
     memcpy(w, pre, npre);

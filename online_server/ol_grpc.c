@@ -6,6 +6,7 @@
 #include "feast/serving/GrpcServer.pb-c.h"
 #include "feast/serving/ServingService.pb-c.h"
 #include "ld_buf.h"
+#include "ld_pb.h"
 #include "ld_value.h"
 
 #ifndef LARDER_VERSION
@@ -33,12 +34,7 @@ static size_t varint_len(uint64_t v)
 
 static uint8_t *put_varint(uint8_t *p, uint64_t v)
 {
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
+    return p + ld_pb_put_varint(p, v);
 }
 
 /* length-delimited field header: tag (field < 16: one byte) and length */
@@ -108,18 +104,12 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
         names += ld_len(strlen(r->cols[c].name));
     size_t total = ld_len(ld_len(names));
     size_t *body = malloc((r->n_cols + 1) * sizeof *body);
-    size_t *stats = malloc((r->n_cols + 1) * sizeof *stats);
-    if (!body || !stats) {
-        free(body);
-        free(stats);
-        return NULL;
-    }
     /* a row's timestamp repeats along its view's columns: one slot per row
      * keeps the last one encoded (zeroed: 0 µs is the empty message) */
     ts_slot *ts = calloc(r->n_rows + 1, sizeof *ts);
-    if (!ts) {
+    if (!body || !ts) {
         free(body);
-        free(stats);
+        free(ts);
         return NULL;
     }
     /* Per cell: a value (tag, length, bytes), a status (one byte: the codes
@@ -127,21 +117,19 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
      * take one byte, the common case, which both loops write directly. */
     for (size_t c = 0; c < r->n_cols; c++) {
         const ol_column_out *col = &r->cols[c];
-        size_t b = 0, st = r->n_rows;
+        size_t b = 0;
         for (size_t i = 0; i < r->n_rows; i++) {
             size_t vl = col->val[i] ? col->val_len[i] : 0;
             b += (vl < 128 ? 2 + vl : ld_len(vl)) + 2 + ts_of(&ts[i], col->ts_us[i])->n;
         }
         if (r->n_rows)
-            b += ld_len(st);
+            b += ld_len(r->n_rows); /* the packed statuses, a byte each */
         body[c] = b;
-        stats[c] = st;
         total += ld_len(b);
     }
     uint8_t *buf = malloc(total ? total : 1), *p = buf;
     if (!buf) {
         free(body);
-        free(stats);
         free(ts);
         return NULL;
     }
@@ -168,7 +156,7 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
             p = put_bytes(p, col->val[i], vl);
         }
         if (r->n_rows) {
-            p = put_tag_len(p, 2, stats[c]);
+            p = put_tag_len(p, 2, r->n_rows);
             for (size_t i = 0; i < r->n_rows; i++)
                 *p++ = col->status[i]; /* 0..4: a one-byte varint */
         }
@@ -180,7 +168,6 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
         }
     }
     free(body);
-    free(stats);
     free(ts);
     *out_len = (size_t)(p - buf);
     return buf;

@@ -9,6 +9,7 @@
 
 #include "feast/registry/RegistryServer.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
+#include "ld_pb.h"
 #include "ld_buf.h"
 #include "ld_discovery.h"
 #include "ld_key.h"
@@ -152,17 +153,6 @@ static int incremental_start(const FeatureView *fv, int64_t now_us, int64_t *sta
 }
 
 /* ------------------------------------------------------------ values */
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
 
 static int64_t cell_int(const ot_column *c, int64_t i)
 {
@@ -344,13 +334,13 @@ static int feature_bytes(ld_arena *a, const ot_column *c, int64_t i, int declare
     case VT(INT64):
         if (is_int(t)) {
             tmp[k++] = 0x20;
-            k += put_varint(tmp + k, (uint64_t)cell_int(c, i));
+            k += ld_pb_put_varint(tmp + k, (uint64_t)cell_int(c, i));
         }
         break;
     case VT(INT32):
         if (t == OT_INT32) {
             tmp[k++] = 0x18;
-            k += put_varint(tmp + k, (uint64_t)(int64_t)((const int32_t *)c->values)[i]);
+            k += ld_pb_put_varint(tmp + k, (uint64_t)(int64_t)((const int32_t *)c->values)[i]);
         }
         break;
     case VT(DOUBLE):
@@ -380,7 +370,7 @@ static int feature_bytes(ld_arena *a, const ot_column *c, int64_t i, int declare
             tmp[k++] = 0x40;
             int64_t us = ot_column_ts_us(c, i);
             int64_t s = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-            k += put_varint(tmp + k, (uint64_t)s);
+            k += ld_pb_put_varint(tmp + k, (uint64_t)s);
         }
         break;
     case VT(STRING):
@@ -392,7 +382,7 @@ static int feature_bytes(ld_arena *a, const ot_column *c, int64_t i, int declare
                 return ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
             size_t m = 0;
             out[m++] = 0x12;
-            m += put_varint(out + m, len);
+            m += ld_pb_put_varint(out + m, len);
             memcpy(out + m, s, len);
             *p = out;
             *n = m + len;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "feast/core/FeatureService.pb-c.h"
+#include "ld_pb.h"
 #include "ld_hash.h"
 #include "ld_key.h"
 #include "ld_log.h"
@@ -522,24 +523,14 @@ static int pack_value(ld_arena *a, const Feast__Types__Value *v, uint8_t **out, 
             return -1;
         p = b;
         *p++ = 4 << 3; /* int64_val = 4, varint */
-        uint64_t x = (uint64_t)v->int64_val;
-        while (x >= 0x80) {
-            *p++ = (uint8_t)(x | 0x80);
-            x >>= 7;
-        }
-        *p++ = (uint8_t)x;
+        p += ld_pb_put_varint(p, (uint64_t)v->int64_val);
     } else if (v->val_case == FEAST__TYPES__VALUE__VAL_STRING_VAL && v->string_val) {
         size_t sl = strlen(v->string_val);
         if (!(b = ld_arena_alloc(a, sl + 11)))
             return -1;
         p = b;
         *p++ = (2 << 3) | 2; /* string_val = 2, length-delimited */
-        uint64_t x = sl;
-        while (x >= 0x80) {
-            *p++ = (uint8_t)(x | 0x80);
-            x >>= 7;
-        }
-        *p++ = (uint8_t)x;
+        p += ld_pb_put_varint(p, sl);
         memcpy(p, v->string_val, sl);
         p += sl;
     } else {

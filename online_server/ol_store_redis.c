@@ -99,6 +99,7 @@
 #include <event2/thread.h>
 #include <hiredis/hiredis.h>
 
+#include "ld_pb.h"
 #include "ld_buf.h"
 #include "ld_hash.h"
 #include "ld_log.h"
@@ -417,17 +418,6 @@ static void cmd_int(ld_buf *b, int64_t v)
     cmd_arg(b, tmp, (size_t)(e - tmp));
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 /* google.protobuf.Timestamp of us (µs since the epoch), as Python's
  * SerializeToString writes it: zero fields omitted, nanos in [0, 1e9). */
 static size_t ts_encode(int64_t us, uint8_t out[24], int64_t *sec_out, int64_t *nanos_out)
@@ -441,11 +431,11 @@ static size_t ts_encode(int64_t us, uint8_t out[24], int64_t *sec_out, int64_t *
     size_t n = 0;
     if (sec) {
         out[n++] = 0x08;
-        n += put_varint(out + n, (uint64_t)sec);
+        n += ld_pb_put_varint(out + n, (uint64_t)sec);
     }
     if (nanos) {
         out[n++] = 0x10;
-        n += put_varint(out + n, (uint64_t)nanos);
+        n += ld_pb_put_varint(out + n, (uint64_t)nanos);
     }
     *sec_out = sec;
     *nanos_out = nanos;
@@ -964,24 +954,37 @@ static void conn_break_locked(rd_conn *c, const char *why)
     event_active(c->kill_ev, EV_READ, 0);
 }
 
+/* Send what the non-blocking socket takes of p[0..n) (*sent bytes). 0, or
+ * the errno that broke the socket. */
+static int send_some(int fd, const char *p, size_t n, size_t *sent)
+{
+    *sent = 0;
+    while (*sent < n) {
+        ssize_t w = send(fd, p + *sent, n - *sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0)
+            *sent += (size_t)w;
+        else if (w < 0 && errno == EINTR)
+            continue;
+        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        else
+            return w < 0 ? errno : EIO;
+    }
+    return 0;
+}
+
 /* Send n bytes on c, or queue what the socket does not take. Under c->mu, c READY. */
 static void conn_write_locked(rd_conn *c, const char *p, size_t n)
 {
     if (c->out_len == c->out_off) {
-        while (n) {
-            ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w > 0) {
-                p += w;
-                n -= (size_t)w;
-            } else if (w < 0 && errno == EINTR) {
-                continue;
-            } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                break;
-            } else {
-                conn_break_locked(c, w < 0 ? strerror(errno) : "send failed");
-                return;
-            }
+        size_t sent;
+        int err = send_some(c->fd, p, n, &sent);
+        if (err) {
+            conn_break_locked(c, strerror(err));
+            return;
         }
+        p += sent;
+        n -= sent;
         if (!n)
             return;
     }
@@ -994,18 +997,11 @@ static void conn_write_locked(rd_conn *c, const char *p, size_t n)
  * socket. Under c->mu. */
 static int out_send_locked(rd_conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0)
-            c->out_off += (size_t)n;
-        else if (n < 0 && errno == EINTR)
-            continue;
-        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        else
-            return n < 0 ? errno : EIO;
-    }
+    size_t sent;
+    int err = send_some(c->fd, c->out + c->out_off, c->out_len - c->out_off, &sent);
+    c->out_off += sent;
+    if (err)
+        return err;
     if (c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
         if (c->out_armed) {
@@ -1063,16 +1059,14 @@ static int conn_send(rd_conn *c, rd_req *q, const char *data, size_t len, const 
         c->head = q;
     c->tail = q;
     conn_arm_deadline(c, q->deadline_us);
-    if (defer && (c->corked || c->out_len == c->out_off)) {
+    /* nothing waits for the socket, or a cork is open: cork (a defer that
+     * refuses leaves the plain path) */
+    if (defer && (c->corked || c->out_len == c->out_off) &&
+        defer->defer(defer->ctx, rd_flush, c) == 0) {
         if (out_append(c, data, len, 0) < 0)
             conn_break_locked(c, "out of memory");
-        else if (defer->defer(defer->ctx, rd_flush, c) == 0)
+        else
             c->corked = 1;
-        else if (!c->out_armed) {
-            int err = out_send_locked(c);
-            if (err)
-                conn_break_locked(c, strerror(err));
-        }
     } else {
         conn_write_locked(c, data, len);
     }
