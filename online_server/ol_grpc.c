@@ -1,5 +1,6 @@
 #include "ol_grpc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,18 +84,32 @@ static void ts_encode(int64_t us, ts_enc *t)
     t->n = (size_t)(p - t->b);
 }
 
-typedef struct ts_slot {
-    int64_t us;
-    ts_enc e;
-} ts_slot;
+/* A column's event times as encoded: columns sharing one ts_us array
+ * (ol_request.h) encode it once, into `runs_buf`, and copy it. */
+typedef struct ts_run {
+    const int64_t *ts_us;
+    size_t off, size; /* in runs_buf */
+} ts_run;
 
-static inline const ts_enc *ts_of(ts_slot *t, int64_t us)
+#define TS_RUN_SEARCH 16 /* runs searched back for a shared array */
+
+/* Append the encoded event times of rows [0, n) to b: per row a tag, a
+ * length (< 128) and the Timestamp; equal neighbours encode once. */
+static void ts_run_encode(ld_buf *b, const int64_t *us, size_t n)
 {
-    if (t->us != us) {
-        t->us = us;
-        ts_encode(us, &t->e);
+    ts_enc e = {.n = 0};
+    int64_t last = 0; /* e holds the encoding of `last` (0: empty) */
+    uint8_t *p = (uint8_t *)ld_buf_reserve(b, n * (2 + sizeof e.b)), *p0 = p;
+    for (size_t i = 0; i < n; i++) {
+        if (us[i] != last) {
+            last = us[i];
+            ts_encode(last, &e);
+        }
+        p[0] = (3 << 3) | 2;
+        p[1] = (uint8_t)e.n; /* at most 22 bytes */
+        p = put_bytes(p + 2, e.b, e.n);
     }
-    return &t->e;
+    b->len += (size_t)(p - p0);
 }
 
 static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
@@ -104,35 +119,44 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
         names += ld_len(strlen(r->cols[c].name));
     size_t total = ld_len(ld_len(names));
     size_t *body = malloc((r->n_cols + 1) * sizeof *body);
-    /* a row's timestamp repeats along its view's columns: one slot per row
-     * keeps the last one encoded (zeroed: 0 µs is the empty message) */
-    ts_slot *ts = calloc(r->n_rows + 1, sizeof *ts);
-    if (!body || !ts) {
-        free(body);
-        free(ts);
-        return NULL;
-    }
+    size_t *run_of = malloc((r->n_cols + 1) * sizeof *run_of);
+    ts_run *runs = malloc((r->n_cols + 1) * sizeof *runs);
+    ld_buf runs_buf = LD_BUF_INIT;
+    uint8_t *buf = NULL;
+    if (!body || !run_of || !runs)
+        goto out;
+    size_t n_runs = 0;
     /* Per cell: a value (tag, length, bytes), a status (one byte: the codes
-     * are 0..4), a Timestamp (tag, length < 128, bytes). Lengths under 128
-     * take one byte, the common case, which both loops write directly. */
+     * are 0..4), a Timestamp (from its run). Lengths under 128 take one
+     * byte, the common case, which both loops write directly. */
     for (size_t c = 0; c < r->n_cols; c++) {
         const ol_column_out *col = &r->cols[c];
         size_t b = 0;
         for (size_t i = 0; i < r->n_rows; i++) {
             size_t vl = col->val[i] ? col->val_len[i] : 0;
-            b += (vl < 128 ? 2 + vl : ld_len(vl)) + 2 + ts_of(&ts[i], col->ts_us[i])->n;
+            b += vl < 128 ? 2 + vl : ld_len(vl);
         }
         if (r->n_rows)
             b += ld_len(r->n_rows); /* the packed statuses, a byte each */
+        size_t k = n_runs;
+        for (size_t j = n_runs; j > 0 && n_runs - j < TS_RUN_SEARCH; j--)
+            if (runs[j - 1].ts_us == col->ts_us) {
+                k = j - 1;
+                break;
+            }
+        if (k == n_runs) {
+            size_t off = runs_buf.len;
+            ts_run_encode(&runs_buf, col->ts_us, r->n_rows);
+            runs[n_runs++] = (ts_run){col->ts_us, off, runs_buf.len - off};
+        }
+        run_of[c] = k;
+        b += runs[k].size;
         body[c] = b;
         total += ld_len(b);
     }
-    uint8_t *buf = malloc(total ? total : 1), *p = buf;
-    if (!buf) {
-        free(body);
-        free(ts);
-        return NULL;
-    }
+    uint8_t *p = buf = malloc(total ? total : 1);
+    if (!buf)
+        goto out;
     p = put_tag_len(p, 1, ld_len(names));
     p = put_tag_len(p, 1, names);
     for (size_t c = 0; c < r->n_cols; c++) {
@@ -160,16 +184,16 @@ static uint8_t *encode_response(const ol_get_response *r, size_t *out_len)
             for (size_t i = 0; i < r->n_rows; i++)
                 *p++ = col->status[i]; /* 0..4: a one-byte varint */
         }
-        for (size_t i = 0; i < r->n_rows; i++) {
-            const ts_enc *te = ts_of(&ts[i], col->ts_us[i]);
-            p[0] = (3 << 3) | 2;
-            p[1] = (uint8_t)te->n; /* at most 22 bytes */
-            p = put_bytes(p + 2, te->b, te->n);
-        }
+        const ts_run *run = &runs[run_of[c]];
+        if (run->size)
+            p = put_bytes(p, (const uint8_t *)runs_buf.data + run->off, run->size);
     }
-    free(body);
-    free(ts);
     *out_len = (size_t)(p - buf);
+out:
+    free(body);
+    free(run_of);
+    free(runs);
+    ld_buf_free(&runs_buf);
     return buf;
 }
 

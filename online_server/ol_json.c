@@ -1572,8 +1572,23 @@ typedef struct ts_cache {
     char s[OL_JSON_TS_MAX];
 } ts_cache;
 
+/* A column's rendered event times (the bytes inside its brackets): columns
+ * sharing one ts_us array (ol_request.h) render it once and copy it. */
+typedef struct ts_run {
+    const int64_t *ts_us;
+    size_t off, len; /* in the output */
+} ts_run;
+
+#define TS_RUN_SEARCH 16 /* runs searched back for a shared array */
+
+typedef struct ts_state {
+    ts_cache *tc; /* [row] */
+    ts_run *runs; /* [column] */
+    size_t n_runs;
+} ts_state;
+
 static int encode_column(const ol_column_out *c, size_t rows, ld_buf *out, ld_arena *scratch,
-                         ts_cache *tc, ld_status *st)
+                         ts_state *ts, ld_status *st)
 {
     ld_buf_puts(out, "{\"values\":[");
     for (size_t r = 0; r < rows; r++) {
@@ -1603,9 +1618,22 @@ static int encode_column(const ol_column_out *c, size_t rows, ld_buf *out, ld_ar
     ld_buf_putc(out, ']');
     if (rows) {
         ld_buf_puts(out, ",\"event_timestamps\":[");
+        for (size_t j = ts->n_runs; j > 0 && ts->n_runs - j < TS_RUN_SEARCH; j--) {
+            const ts_run *run = &ts->runs[j - 1];
+            if (run->ts_us == c->ts_us) {
+                char *w = ld_buf_reserve(out, run->len + 2);
+                memcpy(w, out->data + run->off, run->len); /* after the reserve */
+                memcpy(w + run->len, "]}", 3);
+                out->len += run->len + 2;
+                return 0;
+            }
+        }
+        ts_run *run = &ts->runs[ts->n_runs++];
+        run->ts_us = c->ts_us;
+        run->off = out->len;
         for (size_t r = 0; r < rows; r++) {
             int64_t us = c->ts_us ? c->ts_us[r] : 0;
-            ts_cache *t = &tc[r];
+            ts_cache *t = &ts->tc[r];
             if (!t->len || us != t->us) {
                 t->len = ol_json_timestamp(us, t->s);
                 t->us = us;
@@ -1626,6 +1654,7 @@ static int encode_column(const ol_column_out *c, size_t rows, ld_buf *out, ld_ar
             w[k++] = '"';
             out->len += k;
         }
+        run->len = out->len - run->off;
         out->data[out->len] = '\0';
         ld_buf_putc(out, ']');
     }
@@ -1643,8 +1672,11 @@ int ol_json_encode_get(const ol_get_response *r, ld_buf *out, ld_status *st)
     ld_buf_reserve(out, 64 + r->n_cols * (64 + r->n_rows * 40));
     ld_buf_puts(out, "{\"results\":[");
     int rc = 0;
-    ts_cache *tc = calloc(r->n_rows + 1, sizeof *tc);
-    if (!tc) {
+    ts_state ts = {.tc = calloc(r->n_rows + 1, sizeof *ts.tc),
+                   .runs = malloc((r->n_cols + 1) * sizeof *ts.runs)};
+    if (!ts.tc || !ts.runs) {
+        free(ts.tc);
+        free(ts.runs);
         ld_arena_destroy(&scratch);
         ld_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
         return -1;
@@ -1652,9 +1684,10 @@ int ol_json_encode_get(const ol_get_response *r, ld_buf *out, ld_status *st)
     for (size_t i = 0; i < r->n_cols && rc == 0; i++) {
         if (i)
             ld_buf_putc(out, ',');
-        rc = encode_column(&r->cols[i], r->n_rows, out, &scratch, tc, st);
+        rc = encode_column(&r->cols[i], r->n_rows, out, &scratch, &ts, st);
     }
-    free(tc);
+    free(ts.tc);
+    free(ts.runs);
     ld_arena_destroy(&scratch);
     if (rc != 0) {
         out->len = start;

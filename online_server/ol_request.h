@@ -47,7 +47,10 @@ enum {
 
 /* One output column: entity columns first, then features in request order.
  * For row i: val[i]/val_len[i] are serialized Value bytes (NULL: unset);
- * status[i] a FieldStatus; ts_us[i] the event timestamp (0: epoch). */
+ * status[i] a FieldStatus; ts_us[i] the event timestamp (0: epoch).
+ * Columns may share one ts_us array (a view's features share their rows'
+ * event times, entity columns share zeros): an encoder may render a shared
+ * array once and copy it. */
 typedef struct ol_column_out {
     const char *name;
     const uint8_t **val;

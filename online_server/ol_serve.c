@@ -549,6 +549,7 @@ static int prepare_entity_columns(get_ctx *g, const ol_get_request *req, ld_stat
     g->ecols = ld_arena_calloc(g->a, req->n_entities + 1, sizeof *g->ecols);
     if (!g->ecols)
         return fail_oom(st);
+    int64_t *zero_ts = NULL;
     for (size_t i = 0; i < req->n_entities; i++) {
         const ol_column_in *c = &req->entities[i];
         const char *name = NULL;
@@ -570,7 +571,10 @@ static int prepare_entity_columns(get_ctx *g, const ol_get_request *req, ld_stat
         o->val = ld_arena_alloc(g->a, (g->n_rows + 1) * sizeof *o->val);
         o->val_len = ld_arena_alloc(g->a, (g->n_rows + 1) * sizeof *o->val_len);
         o->status = ld_arena_alloc(g->a, (g->n_rows + 1) * sizeof *o->status);
-        o->ts_us = ld_arena_alloc(g->a, (g->n_rows + 1) * sizeof *o->ts_us);
+        /* entity columns carry no event time: one array of zeros for all */
+        if (!zero_ts)
+            zero_ts = ld_arena_calloc(g->a, g->n_rows + 1, sizeof *zero_ts);
+        o->ts_us = zero_ts;
         if (!o->val || !o->val_len || !o->status || !o->ts_us)
             return fail_oom(st);
         for (size_t row = 0; row < g->n_rows; row++) {
@@ -584,7 +588,6 @@ static int prepare_entity_columns(get_ctx *g, const ol_get_request *req, ld_stat
             o->val[row] = b;
             o->val_len[row] = n;
             o->status[row] = OL_PRESENT;
-            o->ts_us[row] = 0;
         }
     }
     return 0;
@@ -611,56 +614,65 @@ static void get_finish(ol_read *r, const ld_status *rst)
     memcpy(cols, g->ecols, g->n_ecols * sizeof *cols);
     int64_t now = ld_wall_us();
     int python = g->srv->python_statuses;
-    /* every feature column's cells in four allocations, each cell written
-     * below (no zeroing: 100 rows x 50 features is 125 KB) */
+    /* every feature column's cells in three allocations, each cell written
+     * below (no zeroing: 100 rows x 50 features is 125 KB); the event times
+     * once per read group, shared by its columns (ol_request.h) */
     size_t cells = g->n_outs * g->n_rows + 1;
     const uint8_t **all_val = ld_arena_alloc(g->a, cells * sizeof *all_val);
     size_t *all_len = ld_arena_alloc(g->a, cells * sizeof *all_len);
     uint8_t *all_status = ld_arena_alloc(g->a, cells * sizeof *all_status);
-    int64_t *all_ts = ld_arena_alloc(g->a, cells * sizeof *all_ts);
-    if (!all_val || !all_len || !all_status || !all_ts) {
+    int64_t *group_ts = ld_arena_alloc(g->a, (g->n_groups * g->n_rows + 1) * sizeof *group_ts);
+    if (!all_val || !all_len || !all_status || !group_ts) {
         fail_oom(&st);
         g->done(g->arg, NULL, &st);
         ol_snapshot_unref(g->snap);
         return;
     }
+    for (size_t gi = 0; gi < g->n_groups; gi++) {
+        const group *gr = &g->groups[gi];
+        const ol_read_group *rg = &g->rg[gi];
+        int64_t *ts = group_ts + gi * g->n_rows;
+        for (size_t row = 0; row < g->n_rows; row++) {
+            size_t k = gr->row_key[row];
+            ts[row] = rg->found[k] ? rg->event_ts_us[k] : 0;
+        }
+    }
     for (size_t o = 0; o < g->n_outs; o++) {
         const out_feature *of = &g->outs[o];
         const group *gr = &g->groups[of->group];
         const ol_read_group *rg = &g->rg[of->group];
+        int64_t *ts = group_ts + of->group * g->n_rows;
+        /* a row older than this is OUTSIDE_MAX_AGE (now - ts > ttl) */
         int64_t ttl_us = gr->view->ttl_us;
+        int64_t oldest = ttl_us > 0 && now >= INT64_MIN + ttl_us ? now - ttl_us : INT64_MIN;
         ol_column_out *c = &cols[g->n_ecols + o];
         c->name = of->name; /* in the snapshot (or the arena) */
-        c->val = all_val + o * g->n_rows;
-        c->val_len = all_len + o * g->n_rows;
-        c->status = all_status + o * g->n_rows;
-        c->ts_us = all_ts + o * g->n_rows;
+        const uint8_t **val = c->val = all_val + o * g->n_rows;
+        size_t *len = c->val_len = all_len + o * g->n_rows;
+        uint8_t *status = c->status = all_status + o * g->n_rows;
+        c->ts_us = ts;
+        const size_t *row_key = gr->row_key, nf = rg->n_features;
+        const uint8_t *found = rg->found;
+        const uint8_t *const *rv = rg->val + of->index;
+        const size_t *rl = rg->val_len + of->index;
         for (size_t row = 0; row < g->n_rows; row++) {
-            size_t k = gr->row_key[row];
-            const uint8_t *v = NULL;
-            size_t vl = 0;
-            int64_t ts = 0;
-            uint8_t status = OL_NOT_FOUND;
-            if (rg->found[k]) {
-                size_t cell = k * rg->n_features + of->index;
-                v = rg->val[cell];
-                vl = v ? rg->val_len[cell] : 0;
-                ts = rg->event_ts_us[k];
-                if (python)
-                    status = OL_PRESENT;
-                else if (!v)
-                    status = OL_NOT_FOUND;
-                else if (ol_value_bytes_null(v, vl))
-                    status = OL_NULL_VALUE;
-                else if (ttl_us > 0 && now - ts > ttl_us)
-                    status = OL_OUTSIDE_MAX_AGE;
-                else
-                    status = OL_PRESENT;
-            }
-            c->val[row] = v;
-            c->val_len[row] = vl;
-            c->status[row] = status;
-            c->ts_us[row] = ts;
+            size_t k = row_key[row];
+            const uint8_t *v = found[k] ? rv[k * nf] : NULL;
+            size_t vl = v ? rl[k * nf] : 0;
+            uint8_t s;
+            if (python)
+                s = found[k] ? OL_PRESENT : OL_NOT_FOUND;
+            else if (!v)
+                s = OL_NOT_FOUND;
+            else if (ol_value_bytes_null(v, vl))
+                s = OL_NULL_VALUE;
+            else if (ts[row] < oldest)
+                s = OL_OUTSIDE_MAX_AGE;
+            else
+                s = OL_PRESENT;
+            val[row] = v;
+            len[row] = vl;
+            status[row] = s;
         }
     }
     resp->cols = cols;

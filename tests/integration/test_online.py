@@ -497,6 +497,39 @@ def test_http_feature_service_exact_body(stack):
     assert raw.decode("utf-8") == want
 
 
+def test_interleaved_views_keep_their_event_times(stack):
+    """Columns of two views requested alternately carry their own view's
+    event times, over gRPC and HTTP (the encoders render a view's times once
+    and copy them to its other columns)."""
+    opb = stack.opb  # noqa: F811
+    ensure_all_types(stack)
+    ensure_daily(stack)
+    feats = ["all_types:f_int64", "daily:conv_rate", "all_types:f_string", "daily:trips",
+             "all_types:f_bool"]
+    ids = [201, 202]
+    rows = all_types_rows(opb)
+    req = get_req(opb, feats, {"driver_id": [i64(opb, d) for d in ids]})
+    r = get(stack, req)
+    assert r.names == ["driver_id", "f_int64", "conv_rate", "f_string", "trips", "f_bool"]
+    at = [stored_ts(stack.kind, rows[d][0]) for d in ids]
+    daily = [stored_ts(stack.kind, TA_US), 0]  # 202 has no daily row
+    assert at[1] != daily[1]
+    assert r.ts("driver_id") == [0, 0]
+    for f in ("f_int64", "f_string", "f_bool"):
+        assert r.ts(f) == at, f
+    for f in ("conv_rate", "trips"):
+        assert r.ts(f) == daily, f
+
+    code, raw, _ = stack.http("POST", "/get-online-features",
+                              {"features": feats, "entities": {"driver_id": ids}})
+    assert code == 200, raw
+    res = json.loads(raw)["results"]
+    ta = "2021-12-31T23:00:00Z"
+    tb = "2022-01-01T00:00:00.500Z" if stack.kind != "sqlite" else "2022-01-01T00:00:00Z"
+    assert [c["event_timestamps"] for c in res] == [
+        [EPOCH, EPOCH], [ta, tb], [ta, EPOCH], [ta, tb], [ta, EPOCH], [ta, tb]]
+
+
 def test_http_error_bodies_exact(stack):
     """Feast's error bodies: a FeastError as a JSON string literal holding
     its JSON; a decode error as FastAPI's 422 detail."""
