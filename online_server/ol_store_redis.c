@@ -17,20 +17,20 @@
  *
  * Threads. read() and write() run on the caller's thread (a gRPC worker, the
  * HTTP loop): they format all the request's commands into one buffer, pick a
- * ready connection (round-robin), and under that connection's mutex append
- * the request to the connection's queue of requests awaiting replies and
- * send the bytes on the non-blocking socket themselves. Bytes the socket
- * does not take at once stay in the connection's output buffer, and from
- * then on later requests append there too (order on the wire = queue order);
- * the I/O thread sends them when the socket becomes writable. A read with
- * an ol_defer is corked instead: its bytes wait in the output buffer, and
- * rd_flush, which the caller's thread runs once it has handled the requests
- * it already holds, sends everything the connection gathered meanwhile in
- * one call (fewer sends here, fewer reads and writes in Redis). Nobody waits
- * on Redis. One I/O thread runs a libevent loop: it reads every connection's
- * replies and completes requests in queue order (Redis answers a
- * connection's commands in order), connects and reconnects, and runs the
- * deadline timers.
+ * ready connection (round-robin, or the one whose cork is open), and under
+ * that connection's mutex append the request to the connection's queue of
+ * requests awaiting replies and send the bytes on the non-blocking socket
+ * themselves. Bytes the socket does not take at once stay in the
+ * connection's output buffer, and from then on later requests append there
+ * too (order on the wire = queue order); the I/O thread sends them when the
+ * socket becomes writable. A read with an ol_defer is corked instead: its
+ * bytes wait in the output buffer, and rd_flush, which the caller's thread
+ * runs once it has handled the requests it already holds, sends everything
+ * the connection gathered meanwhile in one call (fewer sends here, fewer
+ * reads and writes in Redis). Nobody waits on Redis. One I/O thread runs a
+ * libevent loop: it reads every connection's replies and completes requests
+ * in queue order (Redis answers a connection's commands in order), connects
+ * and reconnects, and runs the deadline timers.
  *
  * Replies. A connection reads into one buffer that it compacts only when
  * little room is left at its end (or grows for a reply element larger than
@@ -224,7 +224,8 @@ struct rd_conn {
     char *out; /* accepted, not yet sent: out[out_off .. out_len) */
     size_t out_off, out_len, out_cap;
     int out_armed; /* wev is added */
-    int corked;    /* out holds bytes a deferred rd_flush will send */
+    int corked;    /* out holds bytes a deferred rd_flush will send; written
+                      under mu (atomically: submit peeks at it without mu) */
     rd_req *head, *tail;
     int64_t dl_at; /* dl_timer is armed for this deadline; 0: not armed */
     int broken;    /* a send failed: kill_ev is active */
@@ -1027,7 +1028,7 @@ static void rd_flush(void *obj)
     rd_conn *c = obj;
     pthread_mutex_lock(&c->mu);
     if (c->corked) {
-        c->corked = 0;
+        __atomic_store_n(&c->corked, 0, __ATOMIC_RELAXED);
         /* armed: the I/O thread sends it (a caller without a defer came by) */
         if (c->state == RD_READY && !c->broken && !c->out_armed) {
             int err = out_send_locked(c);
@@ -1066,7 +1067,7 @@ static int conn_send(rd_conn *c, rd_req *q, const char *data, size_t len, const 
         if (out_append(c, data, len, 0) < 0)
             conn_break_locked(c, "out of memory");
         else
-            c->corked = 1;
+            __atomic_store_n(&c->corked, 1, __ATOMIC_RELAXED);
     } else {
         conn_write_locked(c, data, len);
     }
@@ -1084,6 +1085,14 @@ static int submit(rd_store *s, rd_req *q, const char *data, size_t len, const ol
                              "deadline exceeded before the request was sent to Redis at %s",
                              s->addr);
     }
+    /* a cork already open takes the request: requests that arrive together
+     * then leave in one send on one connection (one read and one write in
+     * Redis) instead of one per connection */
+    if (defer)
+        for (unsigned i = 0; i < RD_NCONN; i++)
+            if (__atomic_load_n(&s->conns[i].corked, __ATOMIC_RELAXED) &&
+                conn_send(&s->conns[i], q, data, len, defer) == 0)
+                return 0;
     unsigned start = __atomic_fetch_add(&s->rr, 1, __ATOMIC_RELAXED);
     for (unsigned i = 0; i < RD_NCONN; i++)
         if (conn_send(&s->conns[(start + i) % RD_NCONN], q, data, len, defer) == 0)
@@ -1134,7 +1143,7 @@ static void conn_lost(rd_conn *c, const char *why)
     c->fd = -1;
     c->out_off = c->out_len = 0;
     c->out_armed = 0;
-    c->corked = 0;
+    __atomic_store_n(&c->corked, 0, __ATOMIC_RELAXED);
     c->broken = 0;
     c->dl_at = 0;
     struct event *rev = c->rev, *wev = c->wev;
