@@ -11,6 +11,7 @@
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
 
+#include "ld_absl.h"
 #include "ld_debug_service.h"
 #include "ld_log.h"
 #include "ld_pmqos.h"
@@ -275,7 +276,10 @@ int ld_daemon_main(const ld_daemon_spec *spec, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     gpr_set_log_function(grpc_log);
+    int absl_off = ld_absl_deadlock_detection_off();
     grpc_init();
+    ld_debug("Abseil Mutex deadlock detection: %s",
+             absl_off ? "off" : "as built (switch not found)");
     ld_status pst = LD_STATUS_INIT;
     int port = port_for(lc, spec->port_key);
     char *cert = tls_path(cfg, lc->tls_cert), *key = tls_path(cfg, lc->tls_key);
