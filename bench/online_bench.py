@@ -780,6 +780,10 @@ def main():
     ap.add_argument("--wrap-online", metavar="CMD",
                     help="run the Redis-backed larder-online under CMD (e.g. "
                          "'valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%%p')")
+    ap.add_argument("--hold", action="store_true",
+                    help="set everything up, print the servers' addresses and the request "
+                         "bodies, and wait for Ctrl-C instead of measuring (for profiling "
+                         "by hand)")
     args = ap.parse_args()
     dur = args.duration or (3 if args.quick else 10)
     build = os.path.abspath(args.build)
@@ -1015,6 +1019,15 @@ def main():
             if m and c["store"] == "redis":
                 c["shape"] = {"rows": int(m.group(1)), "features": int(m.group(2))}
 
+        if args.hold:
+            print(f"redis 127.0.0.1:{redis_port} (pid {redis.pid})")
+            for name, o in onl.items():
+                print(f"larder-online [{name}] gRPC {o.grpc} HTTP {o.http} (pid {o.p.pid})")
+            for key, path in sorted(bodies.items()):
+                print(f"body {' '.join(map(str, key))}: {path}")
+            print(f"ld-load {ld_load}; Ctrl-C stops", flush=True)
+            while True:
+                time.sleep(3600)
         print(f"# online benchmark: {len(cases)} configurations x {args.rounds} rounds, "
               f"{dur:g} s measured per run, {args.warmup:g} s warm-up", file=sys.stderr)
         for r in range(args.rounds):
