@@ -23,11 +23,12 @@
 /* What a completion-queue tag stands for. Each call embeds one tag per kind
  * of batch, so several batches of one call can be outstanding at once. */
 typedef enum {
-    TAG_NEW,   /* a requested call arrived (or the request was cancelled) */
-    TAG_SEND,  /* SEND_MESSAGE done */
-    TAG_RECV,  /* RECV_MESSAGE done */
-    TAG_CLOSE, /* RECV_CLOSE_ON_SERVER done (streaming calls) */
-    TAG_FINAL, /* SEND_STATUS_FROM_SERVER done */
+    TAG_NEW,     /* a requested call arrived (or the request was cancelled) */
+    TAG_SEND,    /* SEND_MESSAGE done */
+    TAG_RECV,    /* RECV_MESSAGE done */
+    TAG_CLOSE,   /* RECV_CLOSE_ON_SERVER done (streaming calls) */
+    TAG_FINAL,   /* SEND_STATUS_FROM_SERVER done */
+    TAG_HANDOFF, /* an empty batch: ld_call_handoff's work, on the call's worker */
 } tag_kind;
 
 typedef struct ld_tag {
@@ -48,6 +49,7 @@ typedef struct worker {
     pthread_t self; /* set by the worker itself before it handles events */
     int index;
     ld_defer_list defer; /* ld_call_defer: to run before this worker next waits */
+    atomic_int open;     /* calls that arrived here and are not freed yet */
 } worker;
 
 struct ld_server {
@@ -105,6 +107,10 @@ struct ld_call {
     int timer_armed;
     void *user;
     const char *peer;
+    ld_tag tag_handoff;
+    ld_handoff_fn handoff_fn; /* set while a handoff is on its way */
+    void *handoff_arg;
+    int counted; /* in w->open */
     ld_arena arena;
     _Alignas(16) char arena0[ARENA0_SIZE];
 };
@@ -142,6 +148,8 @@ static void call_destroy(ld_call *c)
         grpc_slice_unref(c->trailing[i].value);
     }
     ld_arena_destroy(&c->arena);
+    if (c->counted)
+        atomic_fetch_sub_explicit(&c->w->open, 1, memory_order_relaxed);
     free(c);
 
     pthread_mutex_lock(&s->calls_mu);
@@ -437,6 +445,8 @@ static void on_new_call(ld_call *c)
     ld_arena_init(&c->arena, c->arena0, sizeof c->arena0, s->opts.call_memory_limit);
     c->deadline_timer.heap_index = -1;
     atomic_store(&c->refs, 1); /* the handler's reference */
+    c->counted = 1;
+    atomic_fetch_add_explicit(&c->w->open, 1, memory_order_relaxed);
 
     pthread_mutex_lock(&s->calls_mu);
     s->active_calls++;
@@ -519,6 +529,7 @@ static void request_call(worker *w, reg_method *rm)
     c->tag_recv = (ld_tag){c, TAG_RECV};
     c->tag_close = (ld_tag){c, TAG_CLOSE};
     c->tag_final = (ld_tag){c, TAG_FINAL};
+    c->tag_handoff = (ld_tag){c, TAG_HANDOFF};
     grpc_metadata_array_init(&c->req_md);
     grpc_call_error e;
     if (rm) {
@@ -623,7 +634,35 @@ static void handle_event(worker *w, grpc_event *ev)
         log_call(c);
         call_unref(c);
         return;
+    case TAG_HANDOFF: {
+        ld_handoff_fn fn = c->handoff_fn;
+        c->handoff_fn = NULL;
+        fn(c, c->handoff_arg);
+        call_unref(c);
+        return;
     }
+    }
+}
+
+int ld_call_handoff(ld_call *c, ld_handoff_fn fn, void *arg)
+{
+    worker *w = c->w;
+    /* here: on the worker itself, or when the worker has no other call (its
+     * transport is idle: a hop would only add a wake-up) */
+    if (!w || pthread_equal(w->self, pthread_self()) ||
+        atomic_load_explicit(&w->open, memory_order_relaxed) <= 1 || c->handoff_fn) {
+        fn(c, arg);
+        return 0;
+    }
+    c->handoff_fn = fn;
+    c->handoff_arg = arg;
+    /* a batch of no operations completes at once, on the call's queue */
+    if (start_batch(c, NULL, 0, &c->tag_handoff) != 0) {
+        c->handoff_fn = NULL;
+        fn(c, arg);
+        return 0;
+    }
+    return 1;
 }
 
 int ld_call_defer(ld_call *c, ld_defer_fn fn, void *obj)

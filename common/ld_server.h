@@ -124,6 +124,17 @@ const char *ld_call_peer(ld_call *c);
  * or the worker's list is full; do the work now. */
 #define LD_DEFER_EVENTS 32
 int ld_call_defer(ld_call *c, ld_defer_fn fn, void *obj);
+/* Finish c with fn(c, arg) on the thread best placed to: another thread
+ * (a store's I/O thread) calls this when its part of c is done. When c's
+ * worker has other calls open, fn runs on that worker (its queue gets an
+ * empty batch): the worker also reads the calls' transport, and a reply
+ * written from a second thread would contend for the transport's lock and
+ * push gRPC's writes onto its executor thread. When c is the worker's only
+ * call, or this is the worker, fn runs here at once (a hop would only add a
+ * wake-up). One handoff per call at a time. Returns 1 when handed to the
+ * worker, 0 when fn ran here. */
+typedef void (*ld_handoff_fn)(ld_call *c, void *arg);
+int ld_call_handoff(ld_call *c, ld_handoff_fn fn, void *arg);
 /* Handler state slot. */
 void ld_call_set_user(ld_call *c, void *user);
 void *ld_call_user(ld_call *c);

@@ -197,13 +197,9 @@ out:
     return buf;
 }
 
-static void get_done(void *arg, const ol_get_response *resp, const ld_status *st)
+static void reply_get(ld_call *c, void *arg)
 {
-    ld_call *c = arg;
-    if (st) {
-        ld_call_fail(c, st);
-        return;
-    }
+    const ol_get_response *resp = arg;
     size_t len = 0;
     uint8_t *data = encode_response(resp, &len);
     ol_get_response_release(resp);
@@ -212,6 +208,18 @@ static void get_done(void *arg, const ol_get_response *resp, const ld_status *st
         return;
     }
     ld_call_reply_take(c, data, len);
+}
+
+/* The store's thread (or the worker, for a read that needed no store):
+ * encode and reply where ld_call_handoff says, the worker when it is busy. */
+static void get_done(void *arg, const ol_get_response *resp, const ld_status *st)
+{
+    ld_call *c = arg;
+    if (st) {
+        ld_call_fail(c, st);
+        return;
+    }
+    ld_call_handoff(c, reply_get, (void *)resp);
 }
 
 static ol_column_in *

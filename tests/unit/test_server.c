@@ -200,6 +200,95 @@ LD_TEST(default_deadline_and_blocking_pool)
     ld_server_free(s); /* the slow call is still pending: shutdown must end it */
 }
 
+/* ld_call_handoff: a reply finished from another thread (here the timer
+ * thread) runs on the call's worker when the worker has other calls open,
+ * and right where it is when the call is the worker's only one. The reply
+ * says where it ran: slept_millis 1 on a worker (ld-cq-N), 0 elsewhere. */
+static void handoff_reply(ld_call *c, void *arg)
+{
+    (void)arg;
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    Larder__Debug__SleepResponse resp = LARDER__DEBUG__SLEEP_RESPONSE__INIT;
+    resp.slept_millis = strncmp(name, "ld-cq", 5) == 0 ? 1 : 0;
+    ld_call_reply(c, &resp.base);
+}
+
+static void handoff_timer(ld_timer *t, int fired)
+{
+    (void)fired;
+    ld_call_handoff(t->arg, handoff_reply, NULL);
+}
+
+static void handoff_handler(ld_call *c, const ProtobufCMessage *msg)
+{
+    const Larder__Debug__SleepRequest *req = (const void *)msg;
+    ld_timer *t = ld_arena_calloc(ld_call_arena(c), 1, sizeof *t);
+    ld_timers_add(ld_server_timers(ld_call_server(c)), t, ld_mono_us() + req->millis * 1000,
+                  handoff_timer, c);
+}
+
+/* where the reply of a Sleep(millis) call ran: 1 worker, 0 elsewhere, -1 failed */
+static int handoff_call(int port, int millis)
+{
+    ld_client *cl = client_for(port, 1);
+    if (!cl)
+        return -1;
+    Larder__Debug__SleepRequest req = LARDER__DEBUG__SLEEP_REQUEST__INIT;
+    req.millis = millis;
+    ld_arena a;
+    ld_arena_init(&a, NULL, 0, 0);
+    ProtobufCMessage *resp = NULL;
+    ld_status st = LD_STATUS_INIT;
+    int rc =
+            ld_client_unary(cl, "/larder.debug.Debug/Sleep", &req.base,
+                            &larder__debug__sleep_response__descriptor, &a, 5000, NULL, &resp, &st);
+    int where = rc == 0 && resp ? (int)((Larder__Debug__SleepResponse *)resp)->slept_millis : -1;
+    ld_arena_destroy(&a);
+    ld_client_free(cl);
+    return where;
+}
+
+typedef struct bg_call {
+    int port, millis, where;
+} bg_call;
+
+static void *bg_call_main(void *arg)
+{
+    bg_call *b = arg;
+    b->where = handoff_call(b->port, b->millis);
+    return NULL;
+}
+
+LD_TEST(handoff_to_busy_worker_only)
+{
+    ld_status st = LD_STATUS_INIT;
+    ld_server_opts o = {.name = "test", .host = "127.0.0.1", .grace_period_ms = 100};
+    ld_server *s = ld_server_new(&o, &st);
+    static const ld_method methods[] = {
+            {.name = "/larder.debug.Debug/Sleep",
+             .kind = LD_RPC_UNARY,
+             .request = &larder__debug__sleep_request__descriptor,
+             .handler = handoff_handler},
+    };
+    LD_CHECK(s && ld_server_add_methods(s, methods, 1, NULL, &st) == 0);
+    LD_CHECK(s && ld_server_start(s, &st) == 0);
+    if (!s)
+        return;
+    int port = ld_server_port(s);
+    /* alone: the timer thread replies itself */
+    LD_CHECK_INT(handoff_call(port, 10), 0);
+    /* while a long call is open on the worker: the worker replies */
+    bg_call long_call = {.port = port, .millis = 600};
+    pthread_t th;
+    LD_CHECK_INT(pthread_create(&th, NULL, bg_call_main, &long_call), 0);
+    usleep(200 * 1000); /* the long call has arrived */
+    LD_CHECK_INT(handoff_call(port, 10), 1);
+    pthread_join(th, NULL);
+    LD_CHECK_INT(long_call.where, 0); /* it ended alone again */
+    ld_server_free(s);
+}
+
 static int setup(void)
 {
     ld_log_setup(LD_LOG_ERROR, LD_LOG_TEXT, "test");
