@@ -81,6 +81,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 FILE_SOURCE_CLASS = "feast.infra.offline_stores.file_source.FileSource"
 
 # --sweep default: rows per request (at 50 features); features per request (at 1 row)
+# the reference case that times Redis alone on 100x50's commands (ld-resp-pipe)
+FLOOR_NAME = "100x50's 100 HMGETs, pipelined (ld-resp-pipe)"
+
 SWEEP_DEFAULT = "rows=1,10,20,30,40,50,60,70,80,90,100;features=50,100,150,200,250"
 
 
@@ -366,6 +369,28 @@ def wrk_result(j):
             "p999_us": j["p999_us"], "mean_us": j["mean_us"], "ok": ok, "errors": errs,
             "calls_for_cpu": j["requests"], "window_calls": j["requests"],
             "first_error": (f"wrk errors {j}" if errs else None)}
+
+
+def run_resp_pipe(tool, port, commands, replies, dur, warmup=1):
+    cmd = [tool, "--target", f"127.0.0.1:{port}", "--commands", commands, "--replies",
+           str(replies), "--duration", str(dur), "--warmup", str(warmup), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"ld-resp-pipe failed ({p.returncode}): {p.stdout}{p.stderr}")
+    j = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"rps": j["rps"], "p50_us": j["p50_us"], "p99_us": j["p99_us"],
+            "p999_us": j["p999_us"], "mean_us": None, "ok": j["calls"], "errors": 0,
+            "calls_for_cpu": j["calls"], "window_calls": j["calls"], "first_error": None}
+
+
+def larder_hmgets(ids, nviews):
+    """The commands larder-online sends to Redis for fs_50-style requests: one HMGET per
+    entity key with every view's features and then its _ts field, view after view."""
+    fields = []
+    for k in range(nviews):
+        fields += [redis_field(f"fv_{k}", fname(k, j)) for j in range(N_FEATURES)]
+        fields.append(f"_ts:fv_{k}".encode())
+    return [resp_cmd(b"HMGET", entity_key(i) + PROJECT.encode(), *fields) for i in ids]
 
 
 def run_redis_bench(port, conc, n, args):
@@ -791,7 +816,8 @@ def main():
         Online.extra_args = ["--cpu-dma-latency", str(args.cpu_dma_latency)]
     ld_load = os.path.join(build, "bench/ld-load")
     lua = os.path.join(ROOT, "bench/online_wrk.lua")
-    for exe in (ld_load, os.path.join(build, "online_server/larder-online"),
+    for exe in (ld_load, os.path.join(build, "bench/ld-resp-pipe"),
+                os.path.join(build, "online_server/larder-online"),
                 os.path.join(build, "registry_server/larder-registry")):
         if not os.access(exe, os.X_OK):
             sys.exit(f"missing {exe}: meson setup {args.build} --buildtype=release && "
@@ -825,10 +851,11 @@ def main():
         bin_mtime = os.path.getmtime(os.path.join(build, "online_server/larder-online"))
         bins = os.path.join(tmp, "bin")
         for rel in ("online_server/larder-online", "registry_server/larder-registry",
-                    "bench/ld-load"):
+                    "bench/ld-load", "bench/ld-resp-pipe"):
             os.makedirs(os.path.dirname(os.path.join(bins, rel)), exist_ok=True)
             shutil.copy2(os.path.join(build, rel), os.path.join(bins, rel))
         ld_load = os.path.join(bins, "bench/ld-load")
+        resp_pipe = os.path.join(bins, "bench/ld-resp-pipe")
         idle = idle_pct_1s()
         load_avg = open("/proc/loadavg").read().split()[:3]
         gen_stubs(tmp)
@@ -983,6 +1010,20 @@ def main():
                               meters={"store": redis_pids},
                               run=(lambda c=conc: run_redis_bench(redis_port, c, rb_n[c],
                                                                   rb_args))))
+
+        # the floor under gRPC/HTTP 100x50: the same 100 HMGETs larder-online sends, straight
+        # to Redis, one pipeline in flight (ld-resp-pipe)
+        floor = larder_hmgets(ids_100, 5)
+        got = redis_pipeline(redis_port, floor, batch=len(floor))
+        if any(not isinstance(r, list) or len(r) != 55 or None in r for r in got):
+            sys.exit("the 100x50 floor's HMGETs do not find every field: layout mismatch")
+        floor_path = os.path.join(tmp, "resp_100x50.bin")
+        with open(floor_path, "wb") as f:
+            f.write(b"".join(floor))
+        cases.append(dict(name=FLOOR_NAME, proto="RESP", store="redis", conc=1, ref=True,
+                          meters={"store": redis_pids},
+                          run=lambda: run_resp_pipe(resp_pipe, redis_port, floor_path,
+                                                    len(floor), dur, args.warmup)))
 
         for c in cases:
             c["label"] = f"{c['proto']} {c['name']}" + (
@@ -1204,6 +1245,22 @@ def main():
                       f"{proto} 100x50 @32", "p99_us", None, scale=1000, unit=" ms")
             goal_line(f"{proto} Redis 1x50 calls/s ÷ {proto} health, 32 in flight",
                       f"{proto} 1x50 @32", "ratio", 0.5, le=False, unit="x")
+        goal_line("Redis alone: 100x50's HMGETs p99, 1 in flight (the floor)",
+                  f"RESP {FLOOR_NAME} @1", "p99_us", None, scale=1000, unit=" ms")
+        fl = next((c for c in cases if c["name"] == FLOOR_NAME), None)
+        for proto in ("gRPC", "HTTP"):
+            c = next((c for c in cases if c["key"] == f"{proto} 100x50 @1"), None)
+            if not fl or not c:
+                continue
+            by_round = {x["round"]: x for x in fl["rows"]}
+            for field, what in (("p50_us", "p50"), ("p99_us", "p99")):
+                d = [x[field] - by_round[x["round"]][field] for x in c["rows"]
+                     if x["round"] in by_round]
+                if d:
+                    m = med3(d)
+                    p(f"| {proto} 100x50 {what} over the floor (same round) | "
+                      f"{m[0] / 1000:.3g} ms ({m[1] / 1000:.3g}–{m[2] / 1000:.3g}) | - | "
+                      f"no goal |")
         p("")
         p("Feast's published p99 at 50 features (feast-dev/feast-benchmarks, Feast blogs; "
           "**published figures from other hardware** — AWS c5.4xlarge, 16 vCPU, vegeta/ghz "
