@@ -13,7 +13,8 @@
  * receives. A final round is parsed again, to check that nothing changed.
  *
  * Output: one line of text, or of JSON with --json (p50_us, p90_us, p99_us,
- * p999_us, max_us, calls, rps). Exit status 0, 1 when Redis cannot be
+ * p999_us, max_us, calls, rps, and calls_total: every round trip, warm-up
+ * and the two parsed rounds included, for CPU per call). Exit status 0, 1 when Redis cannot be
  * reached or answers otherwise, 2 on bad usage. */
 #include <errno.h>
 #include <getopt.h>
@@ -283,7 +284,7 @@ int main(int argc, char **argv)
     }
     size_t rcap = 1 << 20;
     char *rbuf = malloc(rcap);
-    size_t cap = 1 << 14, n = 0;
+    size_t cap = 1 << 14, n = 0, total = 1;
     int64_t *lat = malloc(cap * sizeof *lat);
     long long bytes = rbuf && lat ? round_parsed(fd, cmd, len, o.replies, rbuf, rcap) : -1;
     int rc = 1;
@@ -302,6 +303,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "ld-resp-pipe: a round trip failed or its length changed\n");
             goto out;
         }
+        total++;
         if (a < warm_end)
             continue;
         if (n == cap) {
@@ -317,6 +319,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ld-resp-pipe: the replies changed during the run\n");
         goto out;
     }
+    total++;
     if (!n) {
         fprintf(stderr, "ld-resp-pipe: no round trip in the measured time\n");
         goto out;
@@ -324,10 +327,11 @@ int main(int argc, char **argv)
     qsort(lat, n, sizeof *lat, cmp_i64);
     double rps = (double)n / o.duration;
     if (o.json)
-        printf("{\"target\":\"%s:%s\",\"commands_bytes\":%zu,\"replies\":%ld,\"reply_bytes\":%lld,"
-               "\"calls\":%zu,\"rps\":%.1f,\"p50_us\":%.0f,\"p90_us\":%.0f,\"p99_us\":%.0f,"
-               "\"p999_us\":%.0f,\"max_us\":%.0f}\n",
-               o.host, o.port, len, o.replies, bytes, n, rps, pct_us(lat, n, 50),
+        printf("{\"target\":\"%s:%s\",\"commands_bytes\":%zu,\"replies\":%ld,"
+               "\"reply_bytes\":%lld,\"calls\":%zu,\"calls_total\":%zu,\"rps\":%.1f,"
+               "\"p50_us\":%.0f,\"p90_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f,"
+               "\"max_us\":%.0f}\n",
+               o.host, o.port, len, o.replies, bytes, n, total, rps, pct_us(lat, n, 50),
                pct_us(lat, n, 90), pct_us(lat, n, 99), pct_us(lat, n, 99.9),
                (double)lat[n - 1] / 1000.0);
     else

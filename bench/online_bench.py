@@ -380,7 +380,7 @@ def run_resp_pipe(tool, port, commands, replies, dur, warmup=1):
     j = json.loads(p.stdout.strip().splitlines()[-1])
     return {"rps": j["rps"], "p50_us": j["p50_us"], "p99_us": j["p99_us"],
             "p999_us": j["p999_us"], "mean_us": None, "ok": j["calls"], "errors": 0,
-            "calls_for_cpu": j["calls"], "window_calls": j["calls"], "first_error": None}
+            "calls_for_cpu": j["calls_total"], "window_calls": j["calls"], "first_error": None}
 
 
 def larder_hmgets(ids, nviews):
