@@ -28,6 +28,20 @@ static ld_server *start_server(int port, ld_status *st)
     return s;
 }
 
+/* A server with only these methods (no debug service), started. */
+static ld_server *start_methods(const ld_method *m, size_t n, ld_status *st)
+{
+    ld_server_opts o = {.name = "test", .host = "127.0.0.1", .grace_period_ms = 100};
+    ld_server *s = ld_server_new(&o, st);
+    if (!s)
+        return NULL;
+    if (ld_server_add_methods(s, m, n, NULL, st) != 0 || ld_server_start(s, st) != 0) {
+        ld_server_free(s);
+        return NULL;
+    }
+    return s;
+}
+
 static ld_client *client_for(int port, int attempts)
 {
     char target[64];
@@ -164,8 +178,6 @@ static void blocking_handler(ld_call *c, const ProtobufCMessage *req)
 LD_TEST(default_deadline_and_blocking_pool)
 {
     ld_status st = LD_STATUS_INIT;
-    ld_server_opts o = {.name = "test", .host = "127.0.0.1", .grace_period_ms = 100};
-    ld_server *s = ld_server_new(&o, &st);
     static const ld_method methods[] = {
             {.name = "/larder.debug.Debug/Sleep",
              .kind = LD_RPC_UNARY,
@@ -178,8 +190,10 @@ LD_TEST(default_deadline_and_blocking_pool)
              .handler = blocking_handler,
              .flags = LD_METHOD_BLOCKING},
     };
-    LD_CHECK(s && ld_server_add_methods(s, methods, 2, NULL, &st) == 0);
-    LD_CHECK(ld_server_start(s, &st) == 0);
+    ld_server *s = start_methods(methods, 2, &st);
+    LD_CHECK(s != NULL);
+    if (!s)
+        return;
     ld_client *cl = client_for(ld_server_port(s), 1);
     int64_t t0 = ld_mono_us();
     LD_CHECK_INT(sleep_call(cl, 0, 0, 10000, &st), -1);
@@ -263,16 +277,14 @@ static void *bg_call_main(void *arg)
 LD_TEST(handoff_to_busy_worker_only)
 {
     ld_status st = LD_STATUS_INIT;
-    ld_server_opts o = {.name = "test", .host = "127.0.0.1", .grace_period_ms = 100};
-    ld_server *s = ld_server_new(&o, &st);
     static const ld_method methods[] = {
             {.name = "/larder.debug.Debug/Sleep",
              .kind = LD_RPC_UNARY,
              .request = &larder__debug__sleep_request__descriptor,
              .handler = handoff_handler},
     };
-    LD_CHECK(s && ld_server_add_methods(s, methods, 1, NULL, &st) == 0);
-    LD_CHECK(s && ld_server_start(s, &st) == 0);
+    ld_server *s = start_methods(methods, 1, &st);
+    LD_CHECK(s != NULL);
     if (!s)
         return;
     int port = ld_server_port(s);
