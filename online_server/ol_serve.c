@@ -370,7 +370,6 @@ typedef struct key_slot {
     size_t index;
 } key_slot;
 
-/* Entity keys of every row for a group, deduplicated. */
 /* A read group's result arrays. The cells are not zeroed (100 rows x 50
  * features would be 80 KB a call): the store fills every cell of a key it
  * found (ol_store.h), and get_finish reads cells of found keys only; the
@@ -387,6 +386,7 @@ static int alloc_results(get_ctx *g, ol_read_group *rg, ld_status *st)
     return 0;
 }
 
+/* Entity keys of every row for a group, deduplicated. */
 static int build_keys(get_ctx *g, group *gr, ol_read_group *rg, const ol_get_request *req,
                       ld_status *st)
 {
@@ -615,7 +615,7 @@ static void get_finish(ol_read *r, const ld_status *rst)
     int64_t now = ld_wall_us();
     int python = g->srv->python_statuses;
     /* every feature column's cells in three allocations, each cell written
-     * below (no zeroing: 100 rows x 50 features is 125 KB); the event times
+     * below (no zeroing: 100 rows x 50 features is 85 KB); the event times
      * once per read group, shared by its columns (ol_request.h) */
     size_t cells = g->n_outs * g->n_rows + 1;
     const uint8_t **all_val = ld_arena_alloc(g->a, cells * sizeof *all_val);
